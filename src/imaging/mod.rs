@@ -1,0 +1,376 @@
+//! Reading X-rays from disk and turning them into pixels and tensors (introduced in chapter 1).
+//!
+//! An [`XRay`] is a decoded image that remembers the file it came from and its size on
+//! disk, so that every later step (resize, tensor, figure) can still say which file it is.
+
+mod resize;
+
+pub use resize::{Filter, resize};
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use image::{DynamicImage, ImageFormat, ImageReader};
+
+use crate::{Error, Result};
+
+/// Pillow refuses images over twice its `MAX_IMAGE_PIXELS` (89,478,485) as decompression
+/// bombs; cxr uses the same number so a file Pillow opens, cxr opens too.
+pub const DEFAULT_MAX_PIXELS: u64 = 2 * 89_478_485;
+
+/// How to open an image file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Width times height above which the file is refused before it is decoded.
+    pub max_pixels: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            max_pixels: DEFAULT_MAX_PIXELS,
+        }
+    }
+}
+
+/// What a pixel holds, named as Pillow names its modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// 8-bit grayscale, Pillow's `"L"`: what the Kermany X-rays are.
+    L,
+    /// 16-bit grayscale, Pillow's `"I;16"`: common in DICOM exports.
+    I16,
+    /// 8-bit colour, Pillow's `"RGB"`.
+    Rgb,
+    /// 16-bit colour (Pillow has no such mode; it would convert).
+    Rgb16,
+}
+
+impl Mode {
+    /// Colour channels per pixel.
+    pub fn channels(self) -> usize {
+        match self {
+            Mode::L | Mode::I16 => 1,
+            Mode::Rgb | Mode::Rgb16 => 3,
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::L => "L",
+            Mode::I16 => "I;16",
+            Mode::Rgb => "RGB",
+            Mode::Rgb16 => "RGB;16",
+        })
+    }
+}
+
+/// Where the channel axis goes in a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `(height, width, channels)`: NumPy's and Keras's order.
+    Hwc,
+    /// `(channels, height, width)`: PyTorch's and candle's convolution order.
+    Chw,
+}
+
+/// A decoded X-ray and the file it came from.
+#[derive(Clone)]
+pub struct XRay {
+    path: PathBuf,
+    original_size: (u32, u32),
+    image: DynamicImage,
+}
+
+impl XRay {
+    /// Opens a JPEG or PNG file, refusing anything over [`DEFAULT_MAX_PIXELS`].
+    ///
+    /// The EXIF orientation tag is ignored, as Pillow's `Image.open` ignores it.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, LoadOptions::default())
+    }
+
+    /// Opens a file with explicit [`LoadOptions`].
+    pub fn open_with(path: impl AsRef<Path>, options: LoadOptions) -> Result<Self> {
+        let path = path.as_ref();
+        let info = probe(path, options)?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let image = image::load_from_memory_with_format(&bytes, info.format)
+            .map_err(|e| decode_error(path, e))?;
+        Self::from_image(path, image)
+    }
+
+    /// Wraps an image that is already in memory; `path` is only used in messages and titles.
+    pub fn from_image(path: impl Into<PathBuf>, image: DynamicImage) -> Result<Self> {
+        let path = path.into();
+        let image = match image {
+            DynamicImage::ImageLuma8(_)
+            | DynamicImage::ImageLuma16(_)
+            | DynamicImage::ImageRgb8(_)
+            | DynamicImage::ImageRgb16(_) => image,
+            // An alpha channel carries nothing in a radiograph: drop it, as `convert("RGB")` would.
+            DynamicImage::ImageLumaA8(_) => DynamicImage::ImageLuma8(image.to_luma8()),
+            DynamicImage::ImageLumaA16(_) => DynamicImage::ImageLuma16(image.to_luma16()),
+            DynamicImage::ImageRgba8(_) => DynamicImage::ImageRgb8(image.to_rgb8()),
+            DynamicImage::ImageRgba16(_) => DynamicImage::ImageRgb16(image.to_rgb16()),
+            other => {
+                return Err(Error::UnsupportedMode {
+                    path,
+                    mode: format!("{:?}", other.color()),
+                });
+            }
+        };
+        let original_size = (image.width(), image.height());
+        Ok(Self {
+            path,
+            original_size,
+            image,
+        })
+    }
+
+    /// The file this X-ray was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `(width, height)` now, in Pillow's order (`img.size`).
+    pub fn size(&self) -> (u32, u32) {
+        (self.image.width(), self.image.height())
+    }
+
+    /// `(width, height)` of the file on disk, kept through every resize.
+    pub fn original_size(&self) -> (u32, u32) {
+        self.original_size
+    }
+
+    /// What a pixel holds.
+    pub fn mode(&self) -> Mode {
+        match self.image {
+            DynamicImage::ImageLuma16(_) => Mode::I16,
+            DynamicImage::ImageRgb8(_) => Mode::Rgb,
+            DynamicImage::ImageRgb16(_) => Mode::Rgb16,
+            _ => Mode::L,
+        }
+    }
+
+    /// The decoded image, for everything the `image` crate can do with it.
+    pub fn image(&self) -> &DynamicImage {
+        &self.image
+    }
+
+    /// A copy resized to `(width, height)` with Pillow's default filter, [`Filter::Bicubic`].
+    pub fn resize(&self, size: (u32, u32)) -> Result<Self> {
+        self.resize_with(size, Filter::default())
+    }
+
+    /// A copy resized to `(width, height)` with the given filter.
+    pub fn resize_with(&self, size: (u32, u32), filter: Filter) -> Result<Self> {
+        Ok(Self {
+            path: self.path.clone(),
+            original_size: self.original_size,
+            image: resize(&self.image, size, filter)?,
+        })
+    }
+
+    /// A copy at half the width and height (rounded down, at least one pixel).
+    pub fn halve(&self) -> Result<Self> {
+        let (w, h) = self.size();
+        self.resize(((w / 2).max(1), (h / 2).max(1)))
+    }
+
+    /// An 8-bit grayscale copy (16-bit values are scaled down, colour is weighted as Pillow's `convert("L")`).
+    pub fn to_gray(&self) -> Self {
+        self.with_image(DynamicImage::ImageLuma8(self.image.to_luma8()))
+    }
+
+    /// An 8-bit RGB copy; a gray X-ray gets three equal channels, as Keras's `color_mode="rgb"`.
+    pub fn to_rgb(&self) -> Self {
+        self.with_image(DynamicImage::ImageRgb8(self.image.to_rgb8()))
+    }
+
+    fn with_image(&self, image: DynamicImage) -> Self {
+        Self {
+            path: self.path.clone(),
+            original_size: self.original_size,
+            image,
+        }
+    }
+
+    /// The pixels as a tensor in the given layout.
+    ///
+    /// `DType::U8` keeps 8-bit values as they are; `DType::F32` gives the raw values
+    /// (0..=255, or 0..=65535 for 16-bit images), like `np.asarray(img, dtype=np.float32)`:
+    /// rescaling to 0..1 is a separate step (chapter 3).
+    pub fn to_tensor(&self, layout: Layout, dtype: DType, device: &Device) -> Result<Tensor> {
+        let (w, h) = self.size();
+        let (w, h, c) = (w as usize, h as usize, self.mode().channels());
+        let hwc = match (&self.image, dtype) {
+            (DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_), DType::U8) => {
+                Tensor::from_slice(self.image.as_bytes(), (h, w, c), device)?
+            }
+            (DynamicImage::ImageLuma16(_) | DynamicImage::ImageRgb16(_), DType::U8) => {
+                return Err(Error::UnsupportedMode {
+                    path: self.path.clone(),
+                    mode: format!("{} as u8 (it would lose 8 bits)", self.mode()),
+                });
+            }
+            (DynamicImage::ImageLuma16(buf), _) => {
+                let values: Vec<f32> = buf.as_raw().iter().map(|&v| f32::from(v)).collect();
+                Tensor::from_vec(values, (h, w, c), device)?.to_dtype(dtype)?
+            }
+            (DynamicImage::ImageRgb16(buf), _) => {
+                let values: Vec<f32> = buf.as_raw().iter().map(|&v| f32::from(v)).collect();
+                Tensor::from_vec(values, (h, w, c), device)?.to_dtype(dtype)?
+            }
+            _ => Tensor::from_slice(self.image.as_bytes(), (h, w, c), device)?.to_dtype(dtype)?,
+        };
+        Ok(match layout {
+            Layout::Hwc => hwc,
+            Layout::Chw => hwc.permute((2, 0, 1))?.contiguous()?,
+        })
+    }
+
+    /// Writes the X-ray as PNG or JPEG, chosen by the file extension.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        crate::io::create_parent(path)?;
+        self.image.save(path).map_err(|e| Error::Io {
+            path: path.into(),
+            source: std::io::Error::other(e),
+        })
+    }
+
+    /// Shows the X-ray inline in a Jupyter notebook (the evcxr kernel calls this).
+    pub fn evcxr_display(&self) {
+        crate::plot::evcxr_show_png(&crate::plot::encode_png(&self.image.to_rgb8()));
+    }
+}
+
+impl std::fmt::Debug for XRay {
+    /// Names the file, size and mode: printing millions of pixel values helps nobody.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XRay")
+            .field("path", &self.path)
+            .field("size", &self.size())
+            .field("original_size", &self.original_size)
+            .field("mode", &self.mode())
+            .finish()
+    }
+}
+
+/// What a file's header says, read without decoding the pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub width: u32,
+    pub height: u32,
+    pub format: ImageFormat,
+}
+
+/// Checks a file as far as it can be checked without decoding it: that it is a JPEG or
+/// PNG, that its size is neither zero nor over the limit, and that a JPEG is not cut short.
+pub fn probe(path: impl AsRef<Path>, options: LoadOptions) -> Result<ImageInfo> {
+    let path = path.as_ref();
+    let (width, height, format) = read_header(path)?;
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels == 0 {
+        return Err(Error::EmptyImage {
+            path: path.into(),
+            width,
+            height,
+        });
+    }
+    if pixels > options.max_pixels {
+        return Err(Error::TooLarge {
+            path: path.into(),
+            width,
+            height,
+            pixels,
+            limit: options.max_pixels,
+        });
+    }
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(path)? {
+        return Err(Error::CorruptImage {
+            path: path.into(),
+            detail: "the JPEG ends before its end-of-image marker".into(),
+        });
+    }
+    Ok(ImageInfo {
+        width,
+        height,
+        format,
+    })
+}
+
+fn read_header(path: &Path) -> Result<(u32, u32, ImageFormat)> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+        return Err(Error::NotAnImage {
+            path: path.into(),
+            detail: "it is a folder".into(),
+        });
+    }
+    let reader = ImageReader::new(BufReader::new(file))
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    let format = match reader.format() {
+        Some(f @ (ImageFormat::Jpeg | ImageFormat::Png)) => f,
+        Some(other) => {
+            return Err(Error::NotAnImage {
+                path: path.into(),
+                detail: format!("{other:?} files are not supported"),
+            });
+        }
+        None => {
+            return Err(Error::NotAnImage {
+                path: path.into(),
+                detail: "its first bytes are neither JPEG nor PNG".into(),
+            });
+        }
+    };
+    let (width, height) = reader
+        .into_dimensions()
+        .map_err(|e| decode_error(path, e))?;
+    Ok((width, height, format))
+}
+
+/// Pillow raises "image file is truncated" for a JPEG cut short; Rust decoders may fill
+/// the missing rows with grey instead, so look for the end-of-image marker ourselves,
+/// tolerating the zero padding some scanners write after it.
+fn jpeg_is_complete(path: &Path) -> Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let tail_len = len.min(4096);
+    let mut tail = vec![0; tail_len as usize];
+    file.seek(SeekFrom::Start(len - tail_len))
+        .and_then(|_| file.read_exact(&mut tail))
+        .map_err(|e| Error::io(path, e))?;
+    let end = tail.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    Ok(tail[..end].ends_with(&[0xFF, 0xD9]))
+}
+
+fn decode_error(path: &Path, err: image::ImageError) -> Error {
+    use image::ImageError as E;
+    match err {
+        E::Unsupported(e) => Error::NotAnImage {
+            path: path.into(),
+            detail: e.to_string(),
+        },
+        E::Limits(e) => Error::CorruptImage {
+            path: path.into(),
+            detail: format!("it asks for more memory than allowed: {e}"),
+        },
+        E::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Error::CorruptImage {
+            path: path.into(),
+            detail: "the file ends too early".into(),
+        },
+        E::IoError(e) => Error::io(path, e),
+        other => Error::CorruptImage {
+            path: path.into(),
+            detail: other.to_string(),
+        },
+    }
+}
