@@ -1,0 +1,12 @@
+//! X-ray collections on disk: class folders, labels, patients, tables (introduced in chapter 1).
+//!
+//! The Kermany data set, and every data set in this course, keeps one folder per class:
+//! `chest_xray/<split>/<CLASS>/<image>.jpeg`. The class is read from the folder name and
+//! the patient from the file name, because images of one patient must never be split
+//! between training and testing (chapter 5).
+
+mod folder;
+mod label;
+
+pub use folder::{Scan, ScanOptions, read_csv, scan_folder, write_csv};
+pub use label::{Label, patient_id};
