@@ -1,0 +1,46 @@
+//! # cxr: chest X-ray pneumonia classification, a course and a library
+//!
+//! Each `chNN_*` module is one chapter of the course: its documentation is the chapter
+//! (the same markdown the book renders, its code blocks compiled and run as tests), and
+//! its items are what the lesson builds. The chapters rest on shared modules that any
+//! program can use on the full data set:
+//!
+//! - [`imaging`]: open, check and resize X-rays, turn them into tensors;
+//! - [`data`]: class folders, labels, patient ids, tables;
+//! - [`plot`]: figures saved as PNG and shown inline in notebooks;
+//! - [`io`]: files written atomically;
+//! - [`Error`]: the one error type, whose messages name the file and the fix.
+//!
+//! ```
+//! use cxr::prelude::*;
+//!
+//! let xray = XRay::open("data/chest_xray/val/NORMAL/NORMAL2-IM-1427-0001.jpeg")?;
+//! let small = xray.resize((150, 150))?;
+//! assert_eq!(small.size(), (150, 150));
+//! # Ok::<(), cxr::Error>(())
+//! ```
+
+pub mod ch01_loading;
+
+pub mod data;
+pub mod error;
+pub mod imaging;
+pub mod io;
+pub mod plot;
+
+pub use error::{Error, Result};
+
+/// The crates whose types cxr's API hands out, re-exported so that a notebook or a program
+/// can use them at the versions cxr was built with.
+pub use {candle_core, image, polars};
+
+/// The names most chapters use, in one import: `use cxr::prelude::*;`.
+pub mod prelude {
+    pub use crate::ch01_loading;
+    pub use crate::data::{Label, Scan, ScanOptions, read_csv, scan_folder};
+    pub use crate::imaging::{Filter, Layout, LoadOptions, Mode, XRay};
+    pub use crate::plot::Figure;
+    pub use crate::{Error, Result};
+    pub use candle_core::{DType, Device, Tensor};
+    pub use polars::prelude::DataFrame;
+}
