@@ -1,0 +1,142 @@
+//! `cxr`: the course's command line. With no arguments it runs the main job on the
+//! bundled data; `cxr --help` lists the rest.
+
+mod grade;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use cxr::data::{ScanOptions, scan_folder, write_csv};
+
+/// Chest X-ray pneumonia classification: the course's lessons, data tools and grader.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one chapter's lesson on the bundled data and write its figures.
+    Lesson {
+        /// Chapter number (1 = loading and resizing).
+        chapter: u32,
+        /// Folder for figures and tables.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+    },
+    /// List the X-rays of a class-per-folder tree as a table.
+    Scan {
+        /// The folder, e.g. data/chest_xray/val.
+        folder: PathBuf,
+        /// Also write the table (file, label, patient_id) to this CSV file.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        /// Leave unreadable files out and list them, instead of stopping.
+        #[arg(long)]
+        skip_unreadable: bool,
+    },
+    /// Grade the exercises in exercises/src and print a score per chapter.
+    Grade {
+        /// Print the scores as JSON, for a learning platform.
+        #[arg(long)]
+        json: bool,
+        /// Grade the reference solutions instead of your work.
+        #[arg(long)]
+        solutions: bool,
+        /// The repository root (where Cargo.toml and exercises/ are).
+        #[arg(long, default_value = env!("CARGO_MANIFEST_DIR"))]
+        root: PathBuf,
+    },
+}
+
+/// The chapters `cxr lesson` can run so far.
+const LESSONS: &[(u32, &str)] = &[(1, "loading and resizing X-rays")];
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        None => {
+            println!(
+                "cxr: running the main job, chapter 1 on the bundled X-rays (see `cxr --help` for more)"
+            );
+            lesson(1, &PathBuf::from("out"))?;
+        }
+        Some(Command::Lesson { chapter, out }) => lesson(chapter, &out)?,
+        Some(Command::Scan {
+            folder,
+            csv,
+            skip_unreadable,
+        }) => {
+            let options = ScanOptions {
+                skip_unreadable,
+                ..Default::default()
+            };
+            let scan = scan_folder(&folder, options)?;
+            println!("{}", scan.frame);
+            for err in &scan.skipped {
+                eprintln!("skipped: {err}");
+            }
+            if let Some(csv) = csv {
+                let mut table = scan.frame.select(["file", "label", "patient_id"])?;
+                write_csv(&mut table, &csv)?;
+                println!("wrote {}", csv.display());
+            }
+        }
+        Some(Command::Grade {
+            json,
+            solutions,
+            root,
+        }) => {
+            let report = grade::run(&root, solutions)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            if report.passed < report.total {
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lesson(chapter: u32, out: &std::path::Path) -> Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    match chapter {
+        1 => {
+            let img = root.join(cxr::ch01_loading::IMG_PATH);
+            let csv = root.join(cxr::ch01_loading::CSV_PATH);
+            let report = cxr::ch01_loading::run(&img, &csv, out)
+                .with_context(|| "chapter 1 did not finish")?;
+            for line in report {
+                println!("{line}");
+            }
+            println!("outputs are in {}/", out.display());
+        }
+        other => {
+            let known: Vec<String> = LESSONS
+                .iter()
+                .map(|(n, what)| format!("{n} ({what})"))
+                .collect();
+            bail!(
+                "there is no lesson {other} yet; available: {}",
+                known.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
