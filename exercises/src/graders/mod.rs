@@ -1,0 +1,4 @@
+//! One module per chapter; each test is one instruction of the lesson, and its failure
+//! message says what is wrong and what to try.
+
+mod ch01_loading;
