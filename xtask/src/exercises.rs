@@ -1,0 +1,72 @@
+//! Proof that the graders grade: every one fails on the untouched exercises and passes on
+//! the reference solutions.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+pub fn check(root: &Path) -> Result<()> {
+    let starter = grade(root, false)?;
+    let solved = grade(root, true)?;
+    let names = |report: &Value, passed: Option<bool>| -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for chapter in report["chapters"].as_array().into_iter().flatten() {
+            for ins in chapter["instructions"].as_array().into_iter().flatten() {
+                if passed.is_none_or(|p| ins["passed"] == p) {
+                    out.insert(format!(
+                        "{}::{}",
+                        chapter["chapter"].as_str().unwrap_or("?"),
+                        ins["name"].as_str().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+        out
+    };
+    let all = names(&solved, None);
+    let mut problems = Vec::new();
+    if all.is_empty() {
+        problems.push("no graders ran".to_string());
+    }
+    if names(&starter, None) != all {
+        problems.push("the starter and the solutions are graded by different instructions".into());
+    }
+    for name in names(&starter, Some(true)) {
+        problems.push(format!(
+            "{name} passes on the untouched exercise: the grader does not grade"
+        ));
+    }
+    for name in names(&solved, Some(false)) {
+        problems.push(format!("{name} fails on the reference solution"));
+    }
+    for name in &all {
+        println!("{name}: fails untouched, passes solved");
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    println!("{} graders checked both ways", all.len());
+    Ok(())
+}
+
+fn grade(root: &Path, solutions: bool) -> Result<Value> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
+        .args(["run", "--quiet", "--bin", "cxr", "--", "grade", "--json"]);
+    if solutions {
+        cmd.arg("--solutions");
+    }
+    let output = cmd.output().context("running `cxr grade`")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(&stdout).with_context(|| {
+        format!(
+            "`cxr grade{}` printed no report:\n{}",
+            if solutions { " --solutions" } else { "" },
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
