@@ -55,6 +55,9 @@ pub enum Error {
     )]
     UnsupportedMode { path: PathBuf, mode: String },
 
+    #[error("{0}")]
+    BadArgument(String),
+
     #[error("cannot resize to {width}x{height}: both sides must be at least 1 pixel")]
     BadSize { width: u32, height: u32 },
 

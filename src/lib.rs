@@ -21,6 +21,7 @@
 //! ```
 
 pub mod ch01_loading;
+pub mod ch02_histograms;
 
 pub mod data;
 pub mod error;
@@ -37,8 +38,11 @@ pub use {candle_core, image, polars};
 /// The names most chapters use, in one import: `use cxr::prelude::*;`.
 pub mod prelude {
     pub use crate::ch01_loading;
+    pub use crate::ch02_histograms;
     pub use crate::data::{Label, Scan, ScanOptions, read_csv, scan_folder};
-    pub use crate::imaging::{Filter, Layout, LoadOptions, Mode, XRay};
+    pub use crate::imaging::{
+        Filter, Histogram, Layout, LoadOptions, Mask, Mode, XRay, bitwise_and, calc_hist,
+    };
     pub use crate::plot::Figure;
     pub use crate::{Error, Result};
     pub use candle_core::{DType, Device, Tensor};

@@ -355,16 +355,3 @@ fn cxr_lesson_1_writes_its_figure_and_unknown_lessons_say_what_exists() {
         "{stderr}"
     );
 }
-
-#[test]
-fn the_books_figure_is_what_the_code_draws_now() {
-    let path = Path::new(cxr::ch01_loading::IMG_PATH).join(cxr::ch01_loading::EXAMPLE_FILE);
-    let drawn = cxr::ch01_loading::resize_figure(path).unwrap();
-    let committed = image::open("chapters/figures/ch01-resize.png")
-        .unwrap()
-        .to_rgb8();
-    assert!(
-        drawn.image() == &committed,
-        "chapters/figures/ch01-resize.png is stale: run `cargo run -- lesson 1 --out chapters/figures`"
-    );
-}

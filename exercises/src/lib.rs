@@ -8,5 +8,8 @@
 #[cfg_attr(feature = "solutions", path = "../solutions/ch01_loading.rs")]
 pub mod ch01_loading;
 
+#[cfg_attr(feature = "solutions", path = "../solutions/ch02_histograms.rs")]
+pub mod ch02_histograms;
+
 #[cfg(test)]
 mod graders;

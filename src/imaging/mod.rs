@@ -3,8 +3,10 @@
 //! An [`XRay`] is a decoded image that remembers the file it came from and its size on
 //! disk, so that every later step (resize, tensor, figure) can still say which file it is.
 
+mod histogram;
 mod resize;
 
+pub use histogram::{Histogram, Mask, bitwise_and, calc_hist};
 pub use resize::{Filter, resize};
 
 use std::io::BufReader;
@@ -129,6 +131,22 @@ impl XRay {
             original_size,
             image,
         })
+    }
+
+    /// Wraps an image whose mode is already one of [`Mode`]'s.
+    pub(crate) fn from_parts(path: impl Into<PathBuf>, image: DynamicImage) -> Self {
+        let original_size = (image.width(), image.height());
+        Self {
+            path: path.into(),
+            original_size,
+            image,
+        }
+    }
+
+    /// The same X-ray, remembering `size` as the size on disk.
+    pub(crate) fn with_original_size(mut self, size: (u32, u32)) -> Self {
+        self.original_size = size;
+        self
     }
 
     /// The file this X-ray was read from.

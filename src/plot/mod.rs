@@ -10,7 +10,9 @@ use std::sync::Once;
 use image::{Rgb, RgbImage};
 use plotters::prelude::*;
 
-use crate::imaging::{Filter, XRay, resize};
+use plotters::coord::Shift;
+
+use crate::imaging::{Filter, Histogram, XRay, resize};
 use crate::{Error, Result};
 
 static FONT: &[u8] = include_bytes!("fonts/DejaVuSans.ttf");
@@ -48,59 +50,76 @@ impl Figure {
     }
 }
 
-/// X-rays next to each other, each titled with its caption and its size in pixels, on
-/// axes in pixel coordinates like Matplotlib's `imshow`: the figure of chapter 1's tips.
-///
-/// Every panel is drawn at the same height, so a small image is shown enlarged: its
-/// pixels become visible blocks, which is what resizing throws away.
-pub fn side_by_side(panels: &[(&str, &XRay)]) -> Result<Figure> {
-    const AREA_HEIGHT: u32 = 360;
-    const LEFT: u32 = 60;
-    const RIGHT: u32 = 20;
-    const TOP: u32 = 40;
-    const BOTTOM: u32 = 40;
+/// One cell of a figure.
+#[derive(Debug, Clone, Copy)]
+pub enum Panel<'a> {
+    /// An X-ray on axes in pixel coordinates, like Matplotlib's `imshow`; the title gets
+    /// its size appended.
+    Image {
+        /// What the image is.
+        title: &'a str,
+        /// The image.
+        xray: &'a XRay,
+    },
+    /// One or more one-axis histograms as lines over their value range, like
+    /// `plt.plot(hist)`, each named in the legend.
+    Histograms {
+        /// What the histograms show.
+        title: &'a str,
+        /// `(legend label, histogram)` pairs.
+        series: &'a [(&'a str, &'a Histogram)],
+    },
+}
+
+const CELL_HEIGHT: u32 = 440;
+const PLOT_HEIGHT: u32 = 360;
+const LEFT: u32 = 60;
+const RIGHT: u32 = 20;
+const CHART_WIDTH: u32 = 480;
+
+impl Panel<'_> {
+    fn width(&self) -> u32 {
+        match self {
+            Panel::Image { xray, .. } => {
+                let (w, h) = xray.size();
+                LEFT + RIGHT + (f64::from(PLOT_HEIGHT) * f64::from(w) / f64::from(h)).round() as u32
+            }
+            Panel::Histograms { .. } => CHART_WIDTH + LEFT,
+        }
+    }
+}
+
+/// Panels in a grid, `columns` to a row, each column as wide as its widest panel.
+pub fn grid(columns: usize, panels: &[Panel]) -> Result<Figure> {
     register_font();
-    let widths: Vec<u32> = panels
-        .iter()
-        .map(|(_, x)| {
-            let (w, h) = x.size();
-            LEFT + RIGHT + (f64::from(AREA_HEIGHT) * f64::from(w) / f64::from(h)).round() as u32
-        })
-        .collect();
-    let (width, height) = (
-        widths.iter().sum::<u32>().max(1),
-        AREA_HEIGHT + TOP + BOTTOM,
-    );
+    let columns = columns.clamp(1, panels.len().max(1));
+    let rows = panels.len().div_ceil(columns).max(1);
+    let mut widths = vec![0u32; columns];
+    for (i, panel) in panels.iter().enumerate() {
+        widths[i % columns] = widths[i % columns].max(panel.width());
+    }
+    let (width, height) = (widths.iter().sum::<u32>().max(1), CELL_HEIGHT * rows as u32);
     let mut canvas = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
-    let mut areas = Vec::with_capacity(panels.len());
+    let mut images = Vec::new();
     {
         let root = BitMapBackend::with_buffer(canvas.as_mut(), (width, height)).into_drawing_area();
-        let mut left = 0;
-        for ((title, xray), panel_width) in panels.iter().zip(&widths) {
-            let panel = root.clone().shrink((left, 0), (*panel_width, height));
-            left += panel_width;
-            let (w, h) = xray.size();
-            let mut chart = ChartBuilder::on(&panel)
-                .caption(format!("{title} ({w} x {h})"), ("sans-serif", 18))
-                .margin_right(RIGHT)
-                .x_label_area_size(BOTTOM - 10)
-                .y_label_area_size(LEFT - 10)
-                .build_cartesian_2d(0f64..f64::from(w), f64::from(h)..0f64)
-                .map_err(plot_error)?;
-            chart
-                .configure_mesh()
-                .disable_mesh()
-                .x_labels(5)
-                .y_labels(5)
-                .x_label_formatter(&|v| format!("{v:.0}"))
-                .y_label_formatter(&|v| format!("{v:.0}"))
-                .draw()
-                .map_err(plot_error)?;
-            areas.push(chart.plotting_area().get_pixel_range());
+        for (i, panel) in panels.iter().enumerate() {
+            let left: u32 = widths[..i % columns].iter().sum();
+            let top = CELL_HEIGHT * (i / columns) as u32;
+            let area = root
+                .clone()
+                .shrink((left, top), (panel.width(), CELL_HEIGHT));
+            match panel {
+                Panel::Image { title, xray } => {
+                    images.push((*xray, draw_image_axes(&area, title, xray)?));
+                }
+                Panel::Histograms { title, series } => draw_histograms(&area, title, series)?,
+            }
         }
         root.present().map_err(plot_error)?;
     }
-    for ((_, xray), (xs, ys)) in panels.iter().zip(areas) {
+    // plotters draws the axes; the pixels go straight into the plotting area.
+    for (xray, (xs, ys)) in images {
         let (w, h) = (
             (xs.end - xs.start).max(1) as u32,
             (ys.end - ys.start).max(1) as u32,
@@ -119,6 +138,105 @@ pub fn side_by_side(panels: &[(&str, &XRay)]) -> Result<Figure> {
         );
     }
     Ok(Figure { image: canvas })
+}
+
+/// X-rays next to each other at the same height, each titled with its caption and its
+/// size: the figure of chapter 1's tips. A small image is shown enlarged, so its pixels
+/// become visible blocks, which is what resizing throws away.
+pub fn side_by_side(panels: &[(&str, &XRay)]) -> Result<Figure> {
+    let panels: Vec<Panel> = panels
+        .iter()
+        .map(|&(title, xray)| Panel::Image { title, xray })
+        .collect();
+    grid(panels.len(), &panels)
+}
+
+/// One-axis histograms drawn as lines in one chart (chapter 2).
+pub fn histograms(title: &str, series: &[(&str, &Histogram)]) -> Result<Figure> {
+    grid(1, &[Panel::Histograms { title, series }])
+}
+
+type PixelRange = (std::ops::Range<i32>, std::ops::Range<i32>);
+
+fn draw_image_axes<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    xray: &XRay,
+) -> Result<PixelRange> {
+    let (w, h) = xray.size();
+    let mut chart = ChartBuilder::on(area)
+        .caption(format!("{title} ({w} x {h})"), ("sans-serif", 18))
+        .margin_right(RIGHT)
+        .x_label_area_size(30)
+        .y_label_area_size(LEFT - 10)
+        .build_cartesian_2d(0f64..f64::from(w), f64::from(h)..0f64)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_labels(5)
+        .y_labels(5)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()
+        .map_err(plot_error)?;
+    Ok(chart.plotting_area().get_pixel_range())
+}
+
+fn draw_histograms<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    series: &[(&str, &Histogram)],
+) -> Result<()> {
+    let (low, high) = series
+        .iter()
+        .map(|(_, h)| h.ranges()[0])
+        .fold((f32::MAX, f32::MIN), |(lo, hi), (l, h)| {
+            (lo.min(l), hi.max(h))
+        });
+    let top = series
+        .iter()
+        .flat_map(|(_, h)| h.counts().iter().copied())
+        .fold(1.0f32, f32::max);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin_right(RIGHT)
+        .x_label_area_size(40)
+        .y_label_area_size(LEFT)
+        .build_cartesian_2d(low..high, 0f32..top * 1.05)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .x_desc("gray level")
+        .y_desc("pixels")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()
+        .map_err(plot_error)?;
+    for (i, (label, hist)) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let points: Vec<(f32, f32)> = hist
+            .bin_starts()
+            .into_iter()
+            .zip(hist.counts().iter().copied())
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(plot_error)?
+            .label(*label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(plot_error)?;
+    Ok(())
 }
 
 fn register_font() {

@@ -2,3 +2,4 @@
 //! message says what is wrong and what to try.
 
 mod ch01_loading;
+mod ch02_histograms;

@@ -22,7 +22,7 @@ struct Cli {
 enum Command {
     /// Run one chapter's lesson on the bundled data and write its figures.
     Lesson {
-        /// Chapter number (1 = loading and resizing).
+        /// Chapter number (1 = loading and resizing, 2 = histograms).
         chapter: u32,
         /// Folder for figures and tables.
         #[arg(long, default_value = "out")]
@@ -54,7 +54,10 @@ enum Command {
 }
 
 /// The chapters `cxr lesson` can run so far.
-const LESSONS: &[(u32, &str)] = &[(1, "loading and resizing X-rays")];
+const LESSONS: &[(u32, &str)] = &[
+    (1, "loading and resizing X-rays"),
+    (2, "gray-level histograms with a mask"),
+];
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
@@ -115,18 +118,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn lesson(chapter: u32, out: &std::path::Path) -> Result<()> {
+    // The bundled data sits beside the crate, wherever the command is run from.
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    match chapter {
+    let report = match chapter {
         1 => {
-            let img = root.join(cxr::ch01_loading::IMG_PATH);
-            let csv = root.join(cxr::ch01_loading::CSV_PATH);
-            let report = cxr::ch01_loading::run(&img, &csv, out)
-                .with_context(|| "chapter 1 did not finish")?;
-            for line in report {
-                println!("{line}");
-            }
-            println!("outputs are in {}/", out.display());
+            use cxr::ch01_loading::{CSV_PATH, IMG_PATH, run};
+            run(&root.join(IMG_PATH), &root.join(CSV_PATH), out)
         }
+        2 => cxr::ch02_histograms::run(&root.join(cxr::ch02_histograms::EXAMPLE), out),
         other => {
             let known: Vec<String> = LESSONS
                 .iter()
@@ -138,5 +137,10 @@ fn lesson(chapter: u32, out: &std::path::Path) -> Result<()> {
             );
         }
     }
+    .with_context(|| format!("chapter {chapter} did not finish"))?;
+    for line in report {
+        println!("{line}");
+    }
+    println!("outputs are in {}/", out.display());
     Ok(())
 }

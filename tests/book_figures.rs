@@ -1,0 +1,38 @@
+//! The figures committed for the book are the ones the code draws now, pixel for pixel,
+//! so the pictures can never drift from the code they illustrate.
+
+use std::path::Path;
+
+use cxr::plot::Figure;
+use cxr::prelude::*;
+
+fn assert_current(committed: &str, drawn: Figure, regenerate: &str) {
+    let committed_image = image::open(committed).unwrap().to_rgb8();
+    assert!(
+        drawn.image() == &committed_image,
+        "{committed} is stale: run `{regenerate}`"
+    );
+}
+
+#[test]
+fn chapter_1() {
+    let path = Path::new(ch01_loading::IMG_PATH).join(ch01_loading::EXAMPLE_FILE);
+    let drawn = ch01_loading::resize_figure(path).unwrap();
+    assert_current(
+        "chapters/figures/ch01-resize.png",
+        drawn,
+        "cargo run -- lesson 1 --out chapters/figures",
+    );
+}
+
+#[test]
+fn chapter_2() {
+    let xray = XRay::open(ch02_histograms::EXAMPLE).unwrap().to_gray();
+    let result = ch02_histograms::masked_histograms(&xray).unwrap();
+    let drawn = ch02_histograms::histogram_view(&xray, &result).unwrap();
+    assert_current(
+        "chapters/figures/ch02-histograms.png",
+        drawn,
+        "cargo run -- lesson 2 --out chapters/figures",
+    );
+}
