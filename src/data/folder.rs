@@ -132,7 +132,8 @@ fn split_of(path: &Path) -> Option<String> {
     matches!(split, "train" | "val" | "test").then(|| split.to_string())
 }
 
-fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+/// Every JPEG and PNG under `dir`, hidden files and folders left out.
+pub(crate) fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, e))?;

@@ -3,9 +3,11 @@
 //! An [`XRay`] is a decoded image that remembers the file it came from and its size on
 //! disk, so that every later step (resize, tensor, figure) can still say which file it is.
 
+mod affine;
 mod histogram;
 mod resize;
 
+pub use affine::{FillMode, FloatImage, IDENTITY, Matrix, affine_transform, keras_transform, matmul};
 pub use histogram::{Histogram, Mask, bitwise_and, calc_hist};
 pub use resize::{Filter, resize};
 

@@ -39,6 +39,24 @@ enum Command {
         #[arg(long)]
         skip_unreadable: bool,
     },
+    /// Generate chest-radiograph-like images (not real X-rays) in the Kermany folder layout.
+    Synth {
+        /// Where to write train/, val/ and test/.
+        #[arg(long)]
+        out: PathBuf,
+        /// How many images.
+        #[arg(long, default_value_t = 2000)]
+        n: usize,
+        /// Width and height in pixels.
+        #[arg(long, default_value_t = 180)]
+        size: u32,
+        /// Seed: the same seed gives the same images.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Share of pneumonia images (default: the Kermany training split's, 0.743).
+        #[arg(long, default_value_t = cxr::data::KERMANY_PNEUMONIA_SHARE)]
+        pneumonia_share: f64,
+    },
     /// Grade the exercises in exercises/src and print a score per chapter.
     Grade {
         /// Print the scores as JSON, for a learning platform.
@@ -97,6 +115,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 write_csv(&mut table, &csv)?;
                 println!("wrote {}", csv.display());
             }
+        }
+        Some(Command::Synth {
+            out,
+            n,
+            size,
+            seed,
+            pneumonia_share,
+        }) => {
+            let options = cxr::data::SynthOptions {
+                n,
+                size,
+                seed,
+                pneumonia_share,
+                ..Default::default()
+            };
+            let start = std::time::Instant::now();
+            let summary = cxr::data::write_dataset(&out, options)?;
+            for (split, label, count) in &summary.counts {
+                println!("{split}/{label}: {count}");
+            }
+            println!(
+                "wrote {} generated images (not real X-rays) to {} in {:.1} s",
+                summary.files.len(),
+                out.display(),
+                start.elapsed().as_secs_f64()
+            );
         }
         Some(Command::Grade {
             json,
