@@ -22,6 +22,7 @@
 
 pub mod ch01_loading;
 pub mod ch02_histograms;
+pub mod ch03_augmentation;
 
 pub mod data;
 pub mod error;
@@ -39,6 +40,7 @@ pub use {candle_core, image, polars};
 pub mod prelude {
     pub use crate::ch01_loading;
     pub use crate::ch02_histograms;
+    pub use crate::ch03_augmentation;
     pub use crate::data::{Label, Scan, ScanOptions, read_csv, scan_folder};
     pub use crate::imaging::{
         Filter, Histogram, Layout, LoadOptions, Mask, Mode, XRay, bitwise_and, calc_hist,

@@ -36,3 +36,35 @@ fn chapter_2() {
         "cargo run -- lesson 2 --out chapters/figures",
     );
 }
+
+#[test]
+fn chapter_3() {
+    use cxr::data::ImageDataGenerator;
+    let data = Path::new(ch01_loading::IMG_PATH);
+    let example = XRay::open(data.join("PNEUMONIA/person1946_bacteria_4874.jpeg"))
+        .unwrap()
+        .resize((300, 300))
+        .unwrap();
+    let generator = ImageDataGenerator::new()
+        .horizontal_flip(true)
+        .rotation_range(15.0)
+        .width_shift_range(0.1)
+        .height_shift_range(0.1)
+        .zoom_range(0.1);
+    let drawn = ch03_augmentation::augmentation_grid(&example, &generator, 7, 3, 4).unwrap();
+    assert_current(
+        "chapters/figures/ch03-augmentation.png",
+        drawn,
+        "cargo run -- lesson 3 --out chapters/figures",
+    );
+    let real = [
+        XRay::open(data.join("NORMAL/NORMAL2-IM-1427-0001.jpeg")).unwrap(),
+        XRay::open(data.join("PNEUMONIA/person1946_bacteria_4874.jpeg")).unwrap(),
+    ];
+    let drawn = ch03_augmentation::real_and_generated(&real, 7).unwrap();
+    assert_current(
+        "chapters/figures/ch03-real-and-generated.png",
+        drawn,
+        "cargo run -- lesson 3 --out chapters/figures",
+    );
+}

@@ -11,5 +11,8 @@ pub mod ch01_loading;
 #[cfg_attr(feature = "solutions", path = "../solutions/ch02_histograms.rs")]
 pub mod ch02_histograms;
 
+#[cfg_attr(feature = "solutions", path = "../solutions/ch03_augmentation.rs")]
+pub mod ch03_augmentation;
+
 #[cfg(test)]
 mod graders;

@@ -121,7 +121,12 @@ impl ImageDataGenerator {
     }
 
     /// Draws the changes for one `height` x `width` image, in Keras's order.
-    pub fn random_transform_params(&self, height: usize, width: usize, rng: &mut impl Rng) -> Transform {
+    pub fn random_transform_params(
+        &self,
+        height: usize,
+        width: usize,
+        rng: &mut impl Rng,
+    ) -> Transform {
         let mut uniform = |range: f32| -> f64 {
             if range > 0.0 {
                 rng.random_range(-f64::from(range)..f64::from(range))
@@ -130,9 +135,23 @@ impl ImageDataGenerator {
             }
         };
         let theta = uniform(self.rotation_range);
-        let to_pixels = |shift: f64, range: f32, size: usize| if range < 1.0 { shift * size as f64 } else { shift };
-        let tx = to_pixels(uniform(self.height_shift_range), self.height_shift_range, height);
-        let ty = to_pixels(uniform(self.width_shift_range), self.width_shift_range, width);
+        let to_pixels = |shift: f64, range: f32, size: usize| {
+            if range < 1.0 {
+                shift * size as f64
+            } else {
+                shift
+            }
+        };
+        let tx = to_pixels(
+            uniform(self.height_shift_range),
+            self.height_shift_range,
+            height,
+        );
+        let ty = to_pixels(
+            uniform(self.width_shift_range),
+            self.width_shift_range,
+            width,
+        );
         let (low, high) = (f64::from(self.zoom_range.0), f64::from(self.zoom_range.1));
         let (zx, zy) = if low == 1.0 && high == 1.0 {
             (1.0, 1.0)
@@ -157,11 +176,20 @@ impl ImageDataGenerator {
         let warped = if t.theta == 0.0 && t.tx == 0.0 && t.ty == 0.0 && t.zx == 1.0 && t.zy == 1.0 {
             image.clone()
         } else {
-            let matrix = keras_transform(t.theta, t.tx, t.ty, t.zx, t.zy, image.height, image.width);
+            let matrix =
+                keras_transform(t.theta, t.tx, t.ty, t.zx, t.zy, image.height, image.width);
             affine_transform(image, &matrix, self.fill_mode)
         };
-        let flipped = if t.flip_horizontal { warped.flip_horizontal() } else { warped };
-        if t.flip_vertical { flipped.flip_vertical() } else { flipped }
+        let flipped = if t.flip_horizontal {
+            warped.flip_horizontal()
+        } else {
+            warped
+        };
+        if t.flip_vertical {
+            flipped.flip_vertical()
+        } else {
+            flipped
+        }
     }
 
     /// Draws and applies random changes to one image.
@@ -179,7 +207,11 @@ impl ImageDataGenerator {
 
     /// Reads a class-per-folder tree, like Keras's `flow_from_directory`: every
     /// sub-folder of `directory` is a class, numbered in alphabetical order.
-    pub fn flow_from_directory(&self, directory: impl AsRef<Path>, options: FlowOptions) -> Result<DirectoryIterator> {
+    pub fn flow_from_directory(
+        &self,
+        directory: impl AsRef<Path>,
+        options: FlowOptions,
+    ) -> Result<DirectoryIterator> {
         DirectoryIterator::new(*self, directory.as_ref(), options)
     }
 }
@@ -283,8 +315,11 @@ impl DirectoryIterator {
             }
         }
         classes.sort();
-        let class_indices: BTreeMap<String, usize> =
-            classes.iter().enumerate().map(|(i, (name, _))| (name.clone(), i)).collect();
+        let class_indices: BTreeMap<String, usize> = classes
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| (name.clone(), i))
+            .collect();
         let mut files = Vec::new();
         for (index, (_, folder)) in classes.iter().enumerate() {
             let mut found = Vec::new();
@@ -330,6 +365,11 @@ impl DirectoryIterator {
         self.files.is_empty()
     }
 
+    /// The generator whose changes it applies.
+    pub fn generator(&self) -> &ImageDataGenerator {
+        &self.generator
+    }
+
     /// The options it was made with.
     pub fn options(&self) -> &FlowOptions {
         &self.options
@@ -339,7 +379,11 @@ impl DirectoryIterator {
     pub fn order(&self, epoch: u64) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.files.len()).collect();
         if self.options.shuffle {
-            order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(self.options.seed, epoch, u64::MAX)));
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(
+                self.options.seed,
+                epoch,
+                u64::MAX,
+            )));
         }
         order
     }
@@ -348,7 +392,9 @@ impl DirectoryIterator {
     pub fn batch(&self, epoch: u64, index: usize) -> Result<Batch> {
         let order = self.order(epoch);
         let size = self.options.batch_size;
-        let chosen = order.get(index * size..((index + 1) * size).min(order.len())).unwrap_or(&[]);
+        let chosen = order
+            .get(index * size..((index + 1) * size).min(order.len()))
+            .unwrap_or(&[]);
         if chosen.is_empty() {
             return Err(Error::BadArgument(format!(
                 "batch {index} does not exist: an epoch has {} batches",
@@ -373,7 +419,11 @@ impl DirectoryIterator {
             ColorMode::Rgb => 3,
             ColorMode::Grayscale => 1,
         };
-        let x = Tensor::from_vec(images, (chosen.len(), height, width, channels), &Device::Cpu)?;
+        let x = Tensor::from_vec(
+            images,
+            (chosen.len(), height, width, channels),
+            &Device::Cpu,
+        )?;
         let y = self.labels(&labels)?;
         Ok(Batch { x, y, paths })
     }
@@ -390,7 +440,8 @@ impl DirectoryIterator {
             ColorMode::Grayscale => xray.to_gray(),
         };
         let (height, width) = self.options.target_size;
-        let resized = xray.resize_with((width as u32, height as u32), self.options.interpolation)?;
+        let resized =
+            xray.resize_with((width as u32, height as u32), self.options.interpolation)?;
         Ok(FloatImage::from_xray(&resized))
     }
 

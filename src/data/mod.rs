@@ -11,6 +11,8 @@ mod label;
 mod synth;
 
 pub use folder::{Scan, ScanOptions, read_csv, scan_folder, write_csv};
-pub use generator::{Batch, ClassMode, ColorMode, DirectoryIterator, FlowOptions, ImageDataGenerator, Transform};
+pub use generator::{
+    Batch, ClassMode, ColorMode, DirectoryIterator, FlowOptions, ImageDataGenerator, Transform,
+};
 pub use label::{Label, patient_id};
 pub use synth::{KERMANY_PNEUMONIA_SHARE, SynthOptions, SynthSummary, synth_xray, write_dataset};

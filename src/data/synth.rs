@@ -58,7 +58,8 @@ pub struct SynthSummary {
 /// Draws one image of `size` x `size` pixels.
 pub fn synth_xray(size: u32, pneumonia: bool, rng: &mut impl Rng) -> GrayImage {
     let anatomy = Anatomy::random(pneumonia, rng);
-    let noise = Normal::new(0.0f32, rng.random_range(2.0..6.0)).unwrap_or_else(|_| unreachable_normal());
+    let noise =
+        Normal::new(0.0f32, rng.random_range(2.0..6.0)).unwrap_or_else(|_| unreachable_normal());
     let s = size as f32;
     GrayImage::from_fn(size, size, |x, y| {
         let value = anatomy.value((x as f32 + 0.5) / s, (y as f32 + 0.5) / s);
@@ -90,7 +91,11 @@ pub fn write_dataset(out: impl AsRef<Path>, options: SynthOptions) -> Result<Syn
     let (mut written, mut patient, mut image_number) = (0, 0u32, 0u32);
     while written < options.n {
         patient += 1;
-        let label = if rng.random_bool(options.pneumonia_share.clamp(0.0, 1.0)) { Label::Pneumonia } else { Label::Normal };
+        let label = if rng.random_bool(options.pneumonia_share.clamp(0.0, 1.0)) {
+            Label::Pneumonia
+        } else {
+            Label::Normal
+        };
         let draw = rng.random::<f64>() * total;
         let split = if draw < options.splits[0] {
             0
@@ -100,7 +105,11 @@ pub fn write_dataset(out: impl AsRef<Path>, options: SynthOptions) -> Result<Syn
             2
         };
         let views = if rng.random_bool(0.2) { 2 } else { 1 };
-        let kind = if rng.random_bool(0.35) { "virus" } else { "bacteria" };
+        let kind = if rng.random_bool(0.35) {
+            "virus"
+        } else {
+            "bacteria"
+        };
         for view in 1..=views.min(options.n - written) {
             image_number += 1;
             let name = match label {
@@ -110,7 +119,8 @@ pub fn write_dataset(out: impl AsRef<Path>, options: SynthOptions) -> Result<Syn
             let dir = out.join(splits[split]).join(label.name());
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             let path = dir.join(name);
-            let mut image_rng = ChaCha8Rng::seed_from_u64(options.seed ^ (u64::from(image_number) << 20));
+            let mut image_rng =
+                ChaCha8Rng::seed_from_u64(options.seed ^ (u64::from(image_number) << 20));
             let image = synth_xray(options.size, label == Label::Pneumonia, &mut image_rng);
             let mut bytes = Vec::new();
             image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 92)
@@ -122,7 +132,10 @@ pub fn write_dataset(out: impl AsRef<Path>, options: SynthOptions) -> Result<Syn
             written += 1;
         }
     }
-    summary.counts = counts.into_iter().map(|((s, l), n)| (splits[s].to_string(), l, n)).collect();
+    summary.counts = counts
+        .into_iter()
+        .map(|((s, l), n)| (splits[s].to_string(), l, n))
+        .collect();
     let readme = format!(
         "# Generated chest radiographs: not real X-rays\n\nMade by `cxr synth` (seed {}, {} images of {} x {} pixels). \
          They are drawings of a chest, with patchy opacities added for PNEUMONIA. Anything trained on them must \
@@ -173,7 +186,11 @@ impl Anatomy {
         let shift = (rng.random_range(-0.03..0.03), rng.random_range(-0.03..0.03));
         let lung_width = rng.random_range(0.11..0.15);
         let lung_height = rng.random_range(0.23..0.30);
-        let spots = |rng: &mut dyn rand::RngCore, count: usize, amplitude: (f32, f32), sigma: (f32, f32)| -> Vec<Blob> {
+        let spots = |rng: &mut dyn rand::RngCore,
+                     count: usize,
+                     amplitude: (f32, f32),
+                     sigma: (f32, f32)|
+         -> Vec<Blob> {
             (0..count)
                 .map(|_| {
                     let side = if rng.random_bool(0.5) { 0.33 } else { 0.67 };
@@ -216,7 +233,11 @@ impl Anatomy {
             lung_dark: rng.random_range(70.0..110.0),
             gain: rng.random_range(0.85..1.15),
             gamma: rng.random_range(0.85..1.2),
-            texture: [rng.random_range(0.0..6.3), rng.random_range(0.0..6.3), rng.random_range(0.0..6.3)],
+            texture: [
+                rng.random_range(0.0..6.3),
+                rng.random_range(0.0..6.3),
+                rng.random_range(0.0..6.3),
+            ],
             blobs,
         }
     }
@@ -227,7 +248,8 @@ impl Anatomy {
         let body = soft(r, 0.04);
         // Thicker in the middle, so brighter: X-rays cross more tissue there.
         let thickness = (1.0 - (r + 1.0).clamp(0.0, 1.0).powi(2)).sqrt();
-        let mut value = self.background + body * (self.tissue - self.background) * (0.55 + 0.45 * thickness);
+        let mut value =
+            self.background + body * (self.tissue - self.background) * (0.55 + 0.45 * thickness);
         // Shoulders and clavicles.
         for side in [-1.0f32, 1.0] {
             let clavicle = (v - (0.2 + 0.06 * (u - 0.5).abs())).abs();
@@ -239,7 +261,10 @@ impl Anatomy {
         let dome = self.dome + 0.06 * ((u - 0.5) * 6.0).cos();
         let mut lung = 0.0f32;
         for cu in [0.33f32, 0.67] {
-            let inside = soft(ellipse(u, v, cu, 0.45, self.lung_width, self.lung_height), 0.05);
+            let inside = soft(
+                ellipse(u, v, cu, 0.45, self.lung_width, self.lung_height),
+                0.05,
+            );
             lung = lung.max(inside);
         }
         lung *= soft(v - dome, 0.03);

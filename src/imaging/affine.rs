@@ -85,13 +85,21 @@ impl FloatImage {
 
     /// The pixels as a `(height, width, channels)` tensor.
     pub fn to_tensor(&self, device: &Device) -> Result<Tensor> {
-        Ok(Tensor::from_slice(&self.data, (self.height, self.width, self.channels), device)?)
+        Ok(Tensor::from_slice(
+            &self.data,
+            (self.height, self.width, self.channels),
+            device,
+        )?)
     }
 
     /// An 8-bit X-ray to look at: values are rounded and clipped to 0..=255, so pass
     /// an image in that range (before `rescale`, or multiplied back).
     pub fn to_xray(&self, name: &str) -> XRay {
-        let bytes: Vec<u8> = self.data.iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect();
+        let bytes: Vec<u8> = self
+            .data
+            .iter()
+            .map(|v| v.round().clamp(0.0, 255.0) as u8)
+            .collect();
         let (w, h) = (self.width as u32, self.height as u32);
         let image = match self.channels {
             3 => image::RgbImage::from_raw(w, h, bytes).map(DynamicImage::ImageRgb8),
@@ -154,7 +162,15 @@ pub fn matmul(a: &Matrix, b: &Matrix) -> Matrix {
 /// Keras's transform for a rotation by `theta` degrees, a shift of `tx` rows and `ty`
 /// columns, and a zoom of `zx` (rows) and `zy` (columns), about the image's centre:
 /// `offset @ rotation @ shift @ zoom @ reset`, as `apply_affine_transform` builds it.
-pub fn keras_transform(theta: f64, tx: f64, ty: f64, zx: f64, zy: f64, height: usize, width: usize) -> Matrix {
+pub fn keras_transform(
+    theta: f64,
+    tx: f64,
+    ty: f64,
+    zx: f64,
+    zy: f64,
+    height: usize,
+    width: usize,
+) -> Matrix {
     let (sin, cos) = theta.to_radians().sin_cos();
     let rotation = [[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]];
     let shift = [[1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, 0.0, 1.0]];
@@ -162,7 +178,9 @@ pub fn keras_transform(theta: f64, tx: f64, ty: f64, zx: f64, zy: f64, height: u
     let (or, oc) = (height as f64 / 2.0 - 0.5, width as f64 / 2.0 - 0.5);
     let offset = [[1.0, 0.0, or], [0.0, 1.0, oc], [0.0, 0.0, 1.0]];
     let reset = [[1.0, 0.0, -or], [0.0, 1.0, -oc], [0.0, 0.0, 1.0]];
-    [offset, rotation, shift, zoom, reset].iter().fold(IDENTITY, |acc, m| matmul(&acc, m))
+    [offset, rotation, shift, zoom, reset]
+        .iter()
+        .fold(IDENTITY, |acc, m| matmul(&acc, m))
 }
 
 /// Warps `image`: output pixel `(r, c)` takes the bilinear sample of the input at
@@ -172,7 +190,11 @@ pub fn keras_transform(theta: f64, tx: f64, ty: f64, zx: f64, zy: f64, height: u
 pub fn affine_transform(image: &FloatImage, matrix: &Matrix, fill: FillMode) -> FloatImage {
     let (h, w, ch) = (image.height, image.width, image.channels);
     let mut out = FloatImage::filled(h, w, ch, 0.0);
-    let constant = if let FillMode::Constant(v) = fill { Some(v) } else { None };
+    let constant = if let FillMode::Constant(v) = fill {
+        Some(v)
+    } else {
+        None
+    };
     let mut at = 0;
     for r in 0..h {
         for c in 0..w {

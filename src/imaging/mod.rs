@@ -7,7 +7,9 @@ mod affine;
 mod histogram;
 mod resize;
 
-pub use affine::{FillMode, FloatImage, IDENTITY, Matrix, affine_transform, keras_transform, matmul};
+pub use affine::{
+    FillMode, FloatImage, IDENTITY, Matrix, affine_transform, keras_transform, matmul,
+};
 pub use histogram::{Histogram, Mask, bitwise_and, calc_hist};
 pub use resize::{Filter, resize};
 

@@ -22,7 +22,7 @@ struct Cli {
 enum Command {
     /// Run one chapter's lesson on the bundled data and write its figures.
     Lesson {
-        /// Chapter number (1 = loading and resizing, 2 = histograms).
+        /// Chapter number (1 = loading and resizing, 2 = histograms, 3 = augmentation).
         chapter: u32,
         /// Folder for figures and tables.
         #[arg(long, default_value = "out")]
@@ -170,6 +170,7 @@ fn lesson(chapter: u32, out: &std::path::Path) -> Result<()> {
             run(&root.join(IMG_PATH), &root.join(CSV_PATH), out)
         }
         2 => cxr::ch02_histograms::run(&root.join(cxr::ch02_histograms::EXAMPLE), out),
+        3 => cxr::ch03_augmentation::run(&root.join(cxr::ch01_loading::IMG_PATH), out),
         other => {
             let known: Vec<String> = LESSONS
                 .iter()
