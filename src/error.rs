@@ -86,6 +86,15 @@ pub enum Error {
     #[error("resizing failed: {0}; this is a bug in cxr, please report it")]
     Resize(String),
 
+    #[error(
+        "{path}: these weights do not fit the model: {}; was the file saved from a model with the same configuration?",
+        problems.join("; ")
+    )]
+    Weights {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+
     #[error("drawing the figure failed: {0}")]
     Plot(String),
 

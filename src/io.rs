@@ -22,19 +22,26 @@ pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> Result<()>,
 ) -> Result<()> {
+    replace_atomic(path, |tmp| {
+        let mut file = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+        write(&mut file)?;
+        file.flush().map_err(|e| Error::io(tmp, e))?;
+        file.sync_all().map_err(|e| Error::io(tmp, e))
+    })
+}
+
+/// Lets `write` create a temporary file beside `path` (for writers that want a path),
+/// then renames it over `path`; on failure the temporary file is removed and `path` is
+/// left as it was.
+pub fn replace_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     create_parent(path)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     // Unique per process and per call, so two threads writing one file never share a temp file.
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp = path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        write(&mut file)?;
-        file.flush().map_err(|e| Error::io(&tmp, e))?;
-        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-    })();
+    let result =
+        write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

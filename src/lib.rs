@@ -7,6 +7,7 @@
 //!
 //! - [`imaging`]: open, check and resize X-rays, turn them into tensors;
 //! - [`data`]: class folders, labels, patient ids, tables;
+//! - [`nn`]: layers and models (VGG, the tutorial's CNN), summaries, weights;
 //! - [`plot`]: figures saved as PNG and shown inline in notebooks;
 //! - [`io`]: files written atomically;
 //! - [`Error`]: the one error type, whose messages name the file and the fix.
@@ -28,13 +29,14 @@ pub mod data;
 pub mod error;
 pub mod imaging;
 pub mod io;
+pub mod nn;
 pub mod plot;
 
 pub use error::{Error, Result};
 
 /// The crates whose types cxr's API hands out, re-exported so that a notebook or a program
 /// can use them at the versions cxr was built with.
-pub use {candle_core, image, polars};
+pub use {candle_core, candle_nn, image, polars};
 
 /// The names most chapters use, in one import: `use cxr::prelude::*;`.
 pub mod prelude {

@@ -1,0 +1,20 @@
+//! Neural network layers and models on candle (introduced in chapter 4).
+//!
+//! Every model is a `ModuleT` (`forward_t(x, train)`), so one training loop serves them
+//! all and batch norm and dropout know whether they are training. Tensors are channels
+//! first, `(N, C, H, W)`, as candle's convolutions take them.
+
+pub mod layers;
+pub mod summary;
+pub mod vgg;
+pub mod weights;
+pub mod xray_cnn;
+
+pub use layers::{
+    BatchNorm, BatchNormConfig, Flatten, MaxPool2d, Rescaling, SeparableConv2d,
+    SeparableConv2dConfig,
+};
+pub use summary::{LayerRow, Summary};
+pub use vgg::{Pooling, Vgg, VggConfig, VggDepth, vgg};
+pub use weights::{load, save, trainable_vars};
+pub use xray_cnn::{XrayCnn, XrayCnnConfig, initial_bias, xray_cnn};
