@@ -24,6 +24,7 @@
 pub mod ch01_loading;
 pub mod ch02_histograms;
 pub mod ch03_augmentation;
+pub mod ch04_vgg;
 
 pub mod data;
 pub mod error;
@@ -43,6 +44,7 @@ pub mod prelude {
     pub use crate::ch01_loading;
     pub use crate::ch02_histograms;
     pub use crate::ch03_augmentation;
+    pub use crate::ch04_vgg;
     pub use crate::data::{Label, Scan, ScanOptions, read_csv, scan_folder};
     pub use crate::imaging::{
         Filter, Histogram, Layout, LoadOptions, Mask, Mode, XRay, bitwise_and, calc_hist,

@@ -68,3 +68,12 @@ fn chapter_3() {
         "cargo run -- lesson 3 --out chapters/figures",
     );
 }
+
+#[test]
+fn chapter_4() {
+    use candle_core::{DType, Device};
+    use candle_nn::VarBuilder;
+    let model = cxr::nn::vgg(cxr::nn::VggConfig::vgg16(), VarBuilder::zeros(DType::F32, &Device::Cpu)).unwrap();
+    let drawn = ch04_vgg::parameters_figure(model.summary()).unwrap();
+    assert_current("chapters/figures/ch04-parameters.png", drawn, "cargo run --release -- lesson 4 --out chapters/figures");
+}

@@ -14,5 +14,8 @@ pub mod ch02_histograms;
 #[cfg_attr(feature = "solutions", path = "../solutions/ch03_augmentation.rs")]
 pub mod ch03_augmentation;
 
+#[cfg_attr(feature = "solutions", path = "../solutions/ch04_vgg.rs")]
+pub mod ch04_vgg;
+
 #[cfg(test)]
 mod graders;

@@ -15,6 +15,6 @@ pub use layers::{
     SeparableConv2dConfig,
 };
 pub use summary::{LayerRow, Summary};
-pub use vgg::{Pooling, Vgg, VggConfig, VggDepth, vgg};
+pub use vgg::{Pooling, VGG16_LAYOUT, VGG19_LAYOUT, Vgg, VggConfig, VggDepth, vgg};
 pub use weights::{load, save, trainable_vars};
 pub use xray_cnn::{XrayCnn, XrayCnnConfig, initial_bias, xray_cnn};

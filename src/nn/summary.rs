@@ -48,7 +48,8 @@ impl Summary {
     }
 }
 
-fn with_commas(n: usize) -> String {
+/// 138357544 as "138,357,544".
+pub fn with_commas(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

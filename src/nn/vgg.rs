@@ -21,8 +21,8 @@ impl VggDepth {
     /// Convolutions in each of the five blocks.
     pub fn convs_per_block(self) -> [usize; 5] {
         match self {
-            VggDepth::Vgg16 => [2, 2, 3, 3, 3],
-            VggDepth::Vgg19 => [2, 2, 4, 4, 4],
+            VggDepth::Vgg16 => VGG16_LAYOUT.map(|(c, _)| c),
+            VggDepth::Vgg19 => VGG19_LAYOUT.map(|(c, _)| c),
         }
     }
 
@@ -46,16 +46,20 @@ pub enum Pooling {
     Max,
 }
 
-/// The filters of the five blocks, and the width of the two hidden dense layers.
-pub const VGG_FILTERS: [usize; 5] = [64, 128, 256, 512, 512];
+/// VGG16's five blocks, `(convolutions, filters)`: the paper's configuration D.
+pub const VGG16_LAYOUT: [(usize, usize); 5] = [(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)];
+/// VGG19's five blocks: configuration E, one more convolution in each of the last three.
+pub const VGG19_LAYOUT: [(usize, usize); 5] = [(2, 64), (2, 128), (4, 256), (4, 512), (4, 512)];
 /// Units of `fc1` and `fc2`.
 pub const VGG_DENSE: usize = 4096;
 
 /// A VGG's shape, with Keras's `VGG16(...)` arguments as fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VggConfig {
-    /// 16 or 19 layers.
+    /// 16 or 19 layers: the name, and the layout torchvision's names follow.
     pub depth: VggDepth,
+    /// `(convolutions, filters)` of each block, before the width divisor.
+    pub layout: [(usize, usize); 5],
     /// `(height, width)` of the input; Keras's VGG with its classifier needs 224 x 224
     /// for ImageNet weights, any multiple of 32 works with fresh ones.
     pub input_size: (usize, usize),
@@ -77,6 +81,7 @@ impl VggConfig {
     pub fn vgg16() -> Self {
         Self {
             depth: VggDepth::Vgg16,
+            layout: VGG16_LAYOUT,
             input_size: (224, 224),
             channels: 3,
             include_top: true,
@@ -90,13 +95,15 @@ impl VggConfig {
     pub fn vgg19() -> Self {
         Self {
             depth: VggDepth::Vgg19,
+            layout: VGG19_LAYOUT,
             ..Self::vgg16()
         }
     }
 
     /// The filters of each block after the width divisor.
     pub fn filters(&self) -> [usize; 5] {
-        VGG_FILTERS.map(|f| (f / self.width_divisor.max(1)).max(1))
+        self.layout
+            .map(|(_, f)| (f / self.width_divisor.max(1)).max(1))
     }
 
     /// The units of `fc1` and `fc2` after the width divisor.

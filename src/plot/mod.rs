@@ -69,6 +69,15 @@ pub enum Panel<'a> {
         /// `(legend label, histogram)` pairs.
         series: &'a [(&'a str, &'a Histogram)],
     },
+    /// Named values as vertical bars, each labelled with its value.
+    Bars {
+        /// What the bars show.
+        title: &'a str,
+        /// What the values measure, for the y axis.
+        unit: &'a str,
+        /// `(label, value)` pairs, left to right.
+        bars: &'a [(&'a str, f64)],
+    },
 }
 
 const CELL_HEIGHT: u32 = 440;
@@ -85,6 +94,9 @@ impl Panel<'_> {
                 LEFT + RIGHT + (f64::from(PLOT_HEIGHT) * f64::from(w) / f64::from(h)).round() as u32
             }
             Panel::Histograms { .. } => CHART_WIDTH + LEFT,
+            Panel::Bars { bars, .. } => {
+                (CHART_WIDTH + LEFT).max(LEFT + RIGHT + 90 * bars.len() as u32)
+            }
         }
     }
 }
@@ -114,6 +126,7 @@ pub fn grid(columns: usize, panels: &[Panel]) -> Result<Figure> {
                     images.push((*xray, draw_image_axes(&area, title, xray)?));
                 }
                 Panel::Histograms { title, series } => draw_histograms(&area, title, series)?,
+                Panel::Bars { title, unit, bars } => draw_bars(&area, title, unit, bars)?,
             }
         }
         root.present().map_err(plot_error)?;
@@ -237,6 +250,69 @@ fn draw_histograms<DB: DrawingBackend>(
         .draw()
         .map_err(plot_error)?;
     Ok(())
+}
+
+fn draw_bars<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    unit: &str,
+    bars: &[(&str, f64)],
+) -> Result<()> {
+    let top = bars.iter().map(|b| b.1).fold(1e-9, f64::max);
+    let n = bars.len().max(1);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin_right(RIGHT)
+        .x_label_area_size(40)
+        .y_label_area_size(LEFT + 10)
+        .build_cartesian_2d(0f64..n as f64, 0f64..top * 1.15)
+        .map_err(plot_error)?;
+    let labels: Vec<String> = bars.iter().map(|b| b.0.to_string()).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .light_line_style(WHITE)
+        .y_desc(unit)
+        .x_labels(n * 2 + 1)
+        .x_label_formatter(&|v| {
+            let i = v.floor() as usize;
+            if (v - i as f64 - 0.5).abs() < 0.01 {
+                labels.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|v| short_number(*v))
+        .draw()
+        .map_err(plot_error)?;
+    let color = Palette99::pick(4).to_rgba();
+    chart
+        .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+            Rectangle::new(
+                [(i as f64 + 0.15, 0.0), (i as f64 + 0.85, *v)],
+                color.filled(),
+            )
+        }))
+        .map_err(plot_error)?;
+    chart
+        .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+            Text::new(
+                short_number(*v),
+                (i as f64 + 0.2, v + top * 0.03),
+                ("sans-serif", 13).into_font(),
+            )
+        }))
+        .map_err(plot_error)?;
+    Ok(())
+}
+
+/// 1234567 as "1.23M": bar labels must stay short.
+fn short_number(v: f64) -> String {
+    match v.abs() {
+        a if a >= 1e6 => format!("{:.2}M", v / 1e6),
+        a if a >= 1e3 => format!("{:.1}k", v / 1e3),
+        _ => format!("{v:.0}"),
+    }
 }
 
 fn register_font() {

@@ -22,7 +22,7 @@ struct Cli {
 enum Command {
     /// Run one chapter's lesson on the bundled data and write its figures.
     Lesson {
-        /// Chapter number (1 = loading and resizing, 2 = histograms, 3 = augmentation).
+        /// Chapter number (1 = loading and resizing, 2 = histograms, 3 = augmentation, 4 = VGG).
         chapter: u32,
         /// Folder for figures and tables.
         #[arg(long, default_value = "out")]
@@ -171,6 +171,7 @@ fn lesson(chapter: u32, out: &std::path::Path) -> Result<()> {
         }
         2 => cxr::ch02_histograms::run(&root.join(cxr::ch02_histograms::EXAMPLE), out),
         3 => cxr::ch03_augmentation::run(&root.join(cxr::ch01_loading::IMG_PATH), out),
+        4 => cxr::ch04_vgg::run(out),
         other => {
             let known: Vec<String> = LESSONS
                 .iter()
