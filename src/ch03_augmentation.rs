@@ -132,6 +132,28 @@ fn label_of(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// The chapter's two figures, from the bundled X-rays in `data_dir`: one X-ray and seven
+/// augmented versions, and two real X-rays above two generated ones.
+pub fn lesson_figures(data_dir: &Path) -> Result<(Figure, Figure)> {
+    let example =
+        XRay::open(data_dir.join("PNEUMONIA/person1946_bacteria_4874.jpeg"))?.resize((300, 300))?;
+    let generator = ImageDataGenerator::new()
+        .horizontal_flip(true)
+        .rotation_range(15.0)
+        .width_shift_range(0.1)
+        .height_shift_range(0.1)
+        .zoom_range(0.1);
+    let augmentation = augmentation_grid(&example, &generator, 7, 3, 4)?;
+    let real: Vec<XRay> = [
+        "NORMAL/NORMAL2-IM-1427-0001.jpeg",
+        "PNEUMONIA/person1946_bacteria_4874.jpeg",
+    ]
+    .iter()
+    .map(|f| XRay::open(data_dir.join(f)))
+    .collect::<Result<_>>()?;
+    Ok((augmentation, real_and_generated(&real, 7)?))
+}
+
 /// The whole lesson for `cxr lesson 3`: the generators on the bundled folder, one batch's
 /// shapes, the augmentation grid and the real-versus-generated figure, written to `out`.
 pub fn run(data_dir: &Path, out: &Path) -> Result<Vec<String>> {
@@ -159,25 +181,11 @@ pub fn run(data_dir: &Path, out: &Path) -> Result<Vec<String>> {
             batch.y.to_vec1::<f32>()?
         ),
     ];
-    let example =
-        XRay::open(data_dir.join("PNEUMONIA/person1946_bacteria_4874.jpeg"))?.resize((300, 300))?;
-    let generator = ImageDataGenerator::new()
-        .horizontal_flip(true)
-        .rotation_range(15.0)
-        .width_shift_range(0.1)
-        .height_shift_range(0.1)
-        .zoom_range(0.1);
+    let (augmentation, comparison) = lesson_figures(data_dir)?;
     let augmented = out.join("ch03-augmentation.png");
-    augmentation_grid(&example, &generator, 7, 3, 4)?.save(&augmented)?;
-    let real: Vec<XRay> = [
-        "NORMAL/NORMAL2-IM-1427-0001.jpeg",
-        "PNEUMONIA/person1946_bacteria_4874.jpeg",
-    ]
-    .iter()
-    .map(|f| XRay::open(data_dir.join(f)))
-    .collect::<Result<_>>()?;
+    augmentation.save(&augmented)?;
     let compared = out.join("ch03-real-and-generated.png");
-    real_and_generated(&real, 7)?.save(&compared)?;
+    comparison.save(&compared)?;
     report.push(format!(
         "figures: {} and {}",
         augmented.display(),

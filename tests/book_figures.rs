@@ -39,33 +39,18 @@ fn chapter_2() {
 
 #[test]
 fn chapter_3() {
-    use cxr::data::ImageDataGenerator;
-    let data = Path::new(ch01_loading::IMG_PATH);
-    let example = XRay::open(data.join("PNEUMONIA/person1946_bacteria_4874.jpeg"))
-        .unwrap()
-        .resize((300, 300))
-        .unwrap();
-    let generator = ImageDataGenerator::new()
-        .horizontal_flip(true)
-        .rotation_range(15.0)
-        .width_shift_range(0.1)
-        .height_shift_range(0.1)
-        .zoom_range(0.1);
-    let drawn = ch03_augmentation::augmentation_grid(&example, &generator, 7, 3, 4).unwrap();
+    let (augmentation, comparison) =
+        ch03_augmentation::lesson_figures(Path::new(ch01_loading::IMG_PATH)).unwrap();
+    let regenerate = "cargo run -- lesson 3 --out chapters/figures";
     assert_current(
         "chapters/figures/ch03-augmentation.png",
-        drawn,
-        "cargo run -- lesson 3 --out chapters/figures",
+        augmentation,
+        regenerate,
     );
-    let real = [
-        XRay::open(data.join("NORMAL/NORMAL2-IM-1427-0001.jpeg")).unwrap(),
-        XRay::open(data.join("PNEUMONIA/person1946_bacteria_4874.jpeg")).unwrap(),
-    ];
-    let drawn = ch03_augmentation::real_and_generated(&real, 7).unwrap();
     assert_current(
         "chapters/figures/ch03-real-and-generated.png",
-        drawn,
-        "cargo run -- lesson 3 --out chapters/figures",
+        comparison,
+        regenerate,
     );
 }
 
@@ -73,7 +58,15 @@ fn chapter_3() {
 fn chapter_4() {
     use candle_core::{DType, Device};
     use candle_nn::VarBuilder;
-    let model = cxr::nn::vgg(cxr::nn::VggConfig::vgg16(), VarBuilder::zeros(DType::F32, &Device::Cpu)).unwrap();
+    let model = cxr::nn::vgg(
+        cxr::nn::VggConfig::vgg16(),
+        VarBuilder::zeros(DType::F32, &Device::Cpu),
+    )
+    .unwrap();
     let drawn = ch04_vgg::parameters_figure(model.summary()).unwrap();
-    assert_current("chapters/figures/ch04-parameters.png", drawn, "cargo run --release -- lesson 4 --out chapters/figures");
+    assert_current(
+        "chapters/figures/ch04-parameters.png",
+        drawn,
+        "cargo run --release -- lesson 4 --out chapters/figures",
+    );
 }

@@ -1,0 +1,55 @@
+//! Forward-pass throughput of the course's models on the CPU (inference mode):
+//! `cargo bench --bench models`. Results and the peer numbers (Keras on the same machine,
+//! `benches/keras_models.py`) are in BENCHMARKS.md.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, ModuleT, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use cxr::nn::{VggConfig, XrayCnnConfig, vgg, xray_cnn};
+
+fn time(
+    name: &str,
+    model: &dyn ModuleT,
+    shape: (usize, usize, usize, usize),
+    repeats: usize,
+) -> candle_core::Result<()> {
+    let x = Tensor::rand(0f32, 255f32, shape, &Device::Cpu)?;
+    model.forward_t(&x, false)?;
+    let start = Instant::now();
+    for _ in 0..repeats {
+        model.forward_t(&x, false)?;
+    }
+    let per_batch = start.elapsed().as_secs_f64() / repeats as f64;
+    println!(
+        "{name:<32} batch {:>3}: {:>8.1} ms per batch, {:>7.1} images/s",
+        shape.0,
+        per_batch * 1000.0,
+        shape.0 as f64 / per_batch
+    );
+    Ok(())
+}
+
+fn main() -> candle_core::Result<()> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "candle {} CPU, {threads} threads",
+        env!("CARGO_PKG_VERSION")
+    );
+    let varmap = VarMap::new();
+    let vgg16 = vgg(
+        VggConfig::vgg16(),
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )?;
+    time("VGG16 224x224", &vgg16, (1, 3, 224, 224), 5)?;
+    time("VGG16 224x224", &vgg16, (8, 3, 224, 224), 2)?;
+    let varmap = VarMap::new();
+    let cnn = xray_cnn(
+        XrayCnnConfig::default(),
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )?;
+    time("tutorial CNN 180x180", &cnn, (25, 3, 180, 180), 5)?;
+    Ok(())
+}
