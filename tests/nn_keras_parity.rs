@@ -47,6 +47,33 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
+/// Logits equal within `tolerance` of their size, and the fixture's logits really depend on the
+/// input (otherwise only the last bias would be tested).
+fn assert_logits(ours: &Tensor, expected: &Tensor, what: &str, tolerance: f32) {
+    let scale = expected
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+        .max(1.0);
+    let diff = max_abs_diff(ours, expected);
+    assert!(
+        diff / scale < tolerance,
+        "{what}: max difference {diff} on logits of size {scale}"
+    );
+    let rows = expected.to_vec2::<f32>().unwrap();
+    let spread = rows
+        .iter()
+        .flat_map(|r| r.iter().zip(&rows[0]).map(|(a, b)| (a - b).abs()))
+        .fold(0.0f32, f32::max);
+    assert!(
+        spread > 0.01 * scale,
+        "{what}: the fixture's inputs give nearly the same logits"
+    );
+}
+
 fn counts(summary: &cxr::nn::Summary) -> (u64, u64, u64) {
     (
         summary.total_params() as u64,
@@ -173,8 +200,7 @@ fn vgg_logits_equal_keras_on_the_same_weights_in_both_namings() {
                 cxr::nn::load(&varmap, &path, |n| Some(n.to_string())).unwrap();
             }
             let logits = model.forward_t(&x, false).unwrap();
-            let diff = max_abs_diff(&logits, &expected);
-            assert!(diff < 1e-4, "{key}{file}: max difference {diff}");
+            assert_logits(&logits, &expected, &format!("{key}{file}"), 1e-5);
         }
     }
 }
@@ -197,8 +223,11 @@ fn the_tutorial_cnn_equals_keras_in_inference_mode() {
     let logits = model
         .forward_t(&tensor(&case["input_nchw"]), false)
         .unwrap();
-    let diff = max_abs_diff(&logits, &tensor(&case["logits"]));
-    assert!(diff < 1e-4, "max difference {diff}");
+    // Eight batch norms, each dividing by a standard deviation measured on the data, make
+    // this network sensitive to f32 rounding: measured against a float64 run of cxr's
+    // model, Keras (XLA, f32) is 3.3e-4 off and cxr (f32) 7e-5, so the two f32 results
+    // are held to 1e-3 of the logits' size rather than 1e-5.
+    assert_logits(&logits, &tensor(&case["logits"]), "xray_cnn_48", 1e-3);
 }
 
 #[test]
