@@ -1,0 +1,59 @@
+"""The PyTorch peer numbers for benches/models.rs: the same forward passes on the CPU.
+
+    pip install torch torchvision
+    python3 benches/pytorch_models.py
+
+Inference mode (`eval()`, `torch.inference_mode()`), all cores, one warm-up call, then
+the mean of the timed calls. The tutorial CNN is written out as Keras builds it.
+"""
+import os
+import time
+
+import torch
+import torchvision
+from torch import nn
+
+
+def sep(i, o):
+    return nn.Sequential(nn.Conv2d(i, i, 3, padding=1, groups=i, bias=False), nn.Conv2d(i, o, 1), nn.ReLU())
+
+
+def xray_cnn():
+    blocks = [nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+    c = 16
+    for i, f in enumerate([32, 64, 128, 256]):
+        blocks += [sep(c, f), sep(f, f), nn.BatchNorm2d(f, eps=1e-3), nn.MaxPool2d(2)]
+        if i >= 2:
+            blocks.append(nn.Dropout(0.2))
+        c = f
+    blocks.append(nn.Flatten())
+    n = 256 * 5 * 5
+    for units, rate in [(512, 0.7), (128, 0.5), (64, 0.3)]:
+        blocks += [nn.Linear(n, units), nn.ReLU(), nn.BatchNorm1d(units, eps=1e-3), nn.Dropout(rate)]
+        n = units
+    blocks.append(nn.Linear(n, 1))
+    return nn.Sequential(*blocks)
+
+
+def bench(name, model, shape, repeats):
+    model.eval()
+    x = torch.rand(*shape) * 255
+    with torch.inference_mode():
+        model(x)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model(x)
+    per_batch = (time.perf_counter() - start) / repeats
+    print(f"{name:<32} batch {shape[0]:>3}: {per_batch * 1000:>8.1f} ms per batch, {shape[0] / per_batch:>7.1f} images/s")
+
+
+def main():
+    print(f"PyTorch {torch.__version__} (CPU), {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
+    vgg16 = torchvision.models.vgg16()
+    bench("VGG16 224x224", vgg16, (1, 3, 224, 224), 5)
+    bench("VGG16 224x224", vgg16, (8, 3, 224, 224), 2)
+    bench("tutorial CNN 180x180", xray_cnn(), (25, 3, 180, 180), 5)
+
+
+if __name__ == "__main__":
+    main()
