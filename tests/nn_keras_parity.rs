@@ -12,66 +12,14 @@ use cxr::nn::vgg::torchvision_name;
 use cxr::nn::{BatchNormConfig, Pooling, VggConfig, VggDepth, XrayCnnConfig, vgg, xray_cnn};
 use serde_json::Value;
 
+mod common;
+use common::{assert_logits, json_tensor, max_abs_diff};
+
 const FIXTURES: &str = "tests/fixtures/keras";
 
 fn fixture() -> Value {
     serde_json::from_str(&std::fs::read_to_string(Path::new(FIXTURES).join("models.json")).unwrap())
         .unwrap()
-}
-
-fn tensor(value: &Value) -> Tensor {
-    fn flatten(v: &Value, out: &mut Vec<f32>, dims: &mut Vec<usize>, depth: usize) {
-        match v {
-            Value::Array(items) => {
-                if dims.len() == depth {
-                    dims.push(items.len());
-                }
-                items.iter().for_each(|i| flatten(i, out, dims, depth + 1));
-            }
-            number => out.push(number.as_f64().unwrap() as f32),
-        }
-    }
-    let (mut data, mut dims) = (Vec::new(), Vec::new());
-    flatten(value, &mut data, &mut dims, 0);
-    Tensor::from_vec(data, dims, &Device::Cpu).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
-/// Logits equal within `tolerance` of their size, and the fixture's logits really depend on the
-/// input (otherwise only the last bias would be tested).
-fn assert_logits(ours: &Tensor, expected: &Tensor, what: &str, tolerance: f32) {
-    let scale = expected
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-        .max(1.0);
-    let diff = max_abs_diff(ours, expected);
-    assert!(
-        diff / scale < tolerance,
-        "{what}: max difference {diff} on logits of size {scale}"
-    );
-    let rows = expected.to_vec2::<f32>().unwrap();
-    let spread = rows
-        .iter()
-        .flat_map(|r| r.iter().zip(&rows[0]).map(|(a, b)| (a - b).abs()))
-        .fold(0.0f32, f32::max);
-    assert!(
-        spread > 0.01 * scale,
-        "{what}: the fixture's inputs give nearly the same logits"
-    );
 }
 
 fn counts(summary: &cxr::nn::Summary) -> (u64, u64, u64) {
@@ -190,7 +138,10 @@ fn vgg_logits_equal_keras_on_the_same_weights_in_both_namings() {
             ..VggConfig::vgg16()
         };
         let case = &keras["parity"][format!("{key}_div16")];
-        let (x, expected) = (tensor(&case["input_nchw"]), tensor(&case["logits"]));
+        let (x, expected) = (
+            json_tensor(&case["input_nchw"]),
+            json_tensor(&case["logits"]),
+        );
         for (file, naming) in [("", false), ("_torchvision", true)] {
             let (model, varmap) = built(|vb| vgg(cfg, vb));
             let path = Path::new(FIXTURES).join(format!("{key}_div16{file}.safetensors"));
@@ -221,13 +172,13 @@ fn the_tutorial_cnn_equals_keras_in_inference_mode() {
     )
     .unwrap();
     let logits = model
-        .forward_t(&tensor(&case["input_nchw"]), false)
+        .forward_t(&json_tensor(&case["input_nchw"]), false)
         .unwrap();
     // Eight batch norms, each dividing by a standard deviation measured on the data, make
     // this network sensitive to f32 rounding: measured against a float64 run of cxr's
     // model, Keras (XLA, f32) is 3.3e-4 off and cxr (f32) 7e-5, so the two f32 results
     // are held to 1e-3 of the logits' size rather than 1e-5.
-    assert_logits(&logits, &tensor(&case["logits"]), "xray_cnn_48", 1e-3);
+    assert_logits(&logits, &json_tensor(&case["logits"]), "xray_cnn_48", 1e-3);
 }
 
 #[test]
@@ -245,17 +196,23 @@ fn batch_norm_trains_like_keras() {
         )
     );
     let bn = cxr::nn::layers::batch_norm(5, cfg, vb).unwrap();
-    varmap.set_one("weight", tensor(&bn_case["gamma"])).unwrap();
-    varmap.set_one("bias", tensor(&bn_case["beta"])).unwrap();
-    let y = bn.forward_t(&tensor(&bn_case["input_nchw"]), true).unwrap();
-    assert!(max_abs_diff(&y, &tensor(&bn_case["output_nchw"])) < 1e-4);
-    assert!(max_abs_diff(bn.running_mean(), &tensor(&bn_case["moving_mean"])) < 1e-5);
-    assert!(max_abs_diff(bn.running_var(), &tensor(&bn_case["moving_variance"])) < 1e-5);
+    varmap
+        .set_one("weight", json_tensor(&bn_case["gamma"]))
+        .unwrap();
+    varmap
+        .set_one("bias", json_tensor(&bn_case["beta"]))
+        .unwrap();
+    let y = bn
+        .forward_t(&json_tensor(&bn_case["input_nchw"]), true)
+        .unwrap();
+    assert!(max_abs_diff(&y, &json_tensor(&bn_case["output_nchw"])) < 1e-4);
+    assert!(max_abs_diff(bn.running_mean(), &json_tensor(&bn_case["moving_mean"])) < 1e-5);
+    assert!(max_abs_diff(bn.running_var(), &json_tensor(&bn_case["moving_variance"])) < 1e-5);
     // The update landed in the VarMap, so it is saved with the weights.
     let saved = varmap.data().lock().unwrap()["running_mean"]
         .as_tensor()
         .clone();
-    assert!(max_abs_diff(&saved, &tensor(&bn_case["moving_mean"])) < 1e-5);
+    assert!(max_abs_diff(&saved, &json_tensor(&bn_case["moving_mean"])) < 1e-5);
 }
 
 #[test]

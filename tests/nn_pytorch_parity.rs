@@ -6,23 +6,14 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, ModuleT, Tensor};
+use candle_core::{DType, Device, ModuleT};
 use candle_nn::{VarBuilder, VarMap};
 use cxr::nn::vgg::torchvision_name;
 use cxr::nn::{VggConfig, VggDepth, vgg};
 use serde_json::Value;
 
-fn tensor(value: &Value, dims: &[usize]) -> Tensor {
-    fn flatten(v: &Value, out: &mut Vec<f32>) {
-        match v {
-            Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
-            number => out.push(number.as_f64().unwrap() as f32),
-        }
-    }
-    let mut data = Vec::new();
-    flatten(value, &mut data);
-    Tensor::from_vec(data, dims, &Device::Cpu).unwrap()
-}
+mod common;
+use common::{assert_logits, json_tensor};
 
 #[test]
 fn torchvision_named_weights_give_pytorchs_logits() {
@@ -51,32 +42,8 @@ fn torchvision_named_weights_give_pytorchs_logits() {
         .unwrap();
         let case = &fixture["cases"][key];
         let logits = model
-            .forward_t(&tensor(&case["input"], &[2, 3, 32, 32]), false)
+            .forward_t(&json_tensor(&case["input"]), false)
             .unwrap();
-        let expected = tensor(&case["logits"], &[2, 3]);
-        let scale = expected
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-            .max(1.0);
-        let diff = (&logits - &expected)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        println!(
-            "{key}: logits {:?}, max difference {diff}",
-            expected.to_vec2::<f32>().unwrap()
-        );
-        assert!(
-            diff / scale < 1e-5,
-            "{key}: max difference {diff} on logits of size {scale}"
-        );
+        assert_logits(&logits, &json_tensor(&case["logits"]), key, 1e-5);
     }
 }

@@ -1,0 +1,64 @@
+// Each test crate uses only some of these helpers.
+#![allow(dead_code)]
+
+//! Helpers the parity tests share: tensors from fixture JSON, and the comparison of logits.
+
+use candle_core::{Device, Tensor};
+use serde_json::Value;
+
+/// A nested JSON array of numbers as an f32 tensor of the same shape.
+pub fn json_tensor(value: &Value) -> Tensor {
+    fn flatten(v: &Value, out: &mut Vec<f32>, dims: &mut Vec<usize>, depth: usize) {
+        match v {
+            Value::Array(items) => {
+                if dims.len() == depth {
+                    dims.push(items.len());
+                }
+                items.iter().for_each(|i| flatten(i, out, dims, depth + 1));
+            }
+            number => out.push(number.as_f64().unwrap() as f32),
+        }
+    }
+    let (mut data, mut dims) = (Vec::new(), Vec::new());
+    flatten(value, &mut data, &mut dims, 0);
+    Tensor::from_vec(data, dims, &Device::Cpu).unwrap()
+}
+
+/// The largest absolute difference between two tensors of one shape.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// Logits equal within `tolerance` of their size, and the fixture's logits really depend
+/// on the input (otherwise only the last bias would be tested).
+pub fn assert_logits(ours: &Tensor, expected: &Tensor, what: &str, tolerance: f32) {
+    let scale = expected
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+        .max(1.0);
+    let diff = max_abs_diff(ours, expected);
+    assert!(
+        diff / scale < tolerance,
+        "{what}: max difference {diff} on logits of size {scale}"
+    );
+    let rows = expected.to_vec2::<f32>().unwrap();
+    let spread = rows
+        .iter()
+        .flat_map(|r| r.iter().zip(&rows[0]).map(|(a, b)| (a - b).abs()))
+        .fold(0.0f32, f32::max);
+    assert!(
+        spread > 0.01 * scale,
+        "{what}: the fixture's inputs give nearly the same logits"
+    );
+}
