@@ -9,6 +9,9 @@ use cxr::imaging::{FillMode, FloatImage, IDENTITY, affine_transform, keras_trans
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+mod common;
+use common::max_abs_diff;
+
 /// A gray image whose value at (r, c) is `r * 100 + c`: every pixel says where it came from.
 fn coordinates(height: usize, width: usize) -> FloatImage {
     let mut image = FloatImage::filled(height, width, 1, 0.0);
@@ -214,14 +217,7 @@ fn flow_from_directory_numbers_classes_alphabetically_and_is_repeatable() {
     // The same seed gives the same batches, bit for bit; another epoch another order.
     let again = flow.batch(0, 0).unwrap();
     assert_eq!(again.paths, batches[0].paths);
-    let diff = (&again.x - &batches[0].x)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_abs_diff(&again.x, &batches[0].x);
     assert_eq!(diff, 0.0);
     let orders: BTreeSet<Vec<usize>> = (0..6).map(|e| flow.order(e)).collect();
     assert!(

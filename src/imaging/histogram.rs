@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use image::{DynamicImage, GrayImage, Luma};
 
-use super::XRay;
+use super::{FloatImage, XRay};
 use crate::{Error, Result};
 
 /// A region of an image: pixels whose mask value is not zero are "in".
@@ -293,24 +293,15 @@ struct Axis {
 }
 
 fn channel_values(xray: &XRay, channel: usize) -> Vec<f64> {
-    let n = xray.mode().channels();
-    match xray.image() {
-        DynamicImage::ImageLuma16(b) => b.as_raw().iter().map(|&v| f64::from(v)).collect(),
-        DynamicImage::ImageRgb16(b) => b
-            .as_raw()
-            .iter()
-            .skip(channel)
-            .step_by(n)
-            .map(|&v| f64::from(v))
-            .collect(),
-        other => other
-            .as_bytes()
-            .iter()
-            .skip(channel)
-            .step_by(n)
-            .map(|&v| f64::from(v))
-            .collect(),
-    }
+    // f32 holds every 8- and 16-bit value exactly.
+    let pixels = FloatImage::from_xray(xray);
+    pixels
+        .data
+        .iter()
+        .skip(channel)
+        .step_by(pixels.channels)
+        .map(|&v| f64::from(v))
+        .collect()
 }
 
 fn bad(message: impl Into<String>) -> Error {

@@ -229,25 +229,21 @@ impl XRay {
     pub fn to_tensor(&self, layout: Layout, dtype: DType, device: &Device) -> Result<Tensor> {
         let (w, h) = self.size();
         let (w, h, c) = (w as usize, h as usize, self.mode().channels());
+        // 8-bit pixels go in as they are; anything else goes through f32, exact for every
+        // 8- and 16-bit value.
         let hwc = match (&self.image, dtype) {
             (DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_), DType::U8) => {
                 Tensor::from_slice(self.image.as_bytes(), (h, w, c), device)?
             }
-            (DynamicImage::ImageLuma16(_) | DynamicImage::ImageRgb16(_), DType::U8) => {
+            (_, DType::U8) => {
                 return Err(Error::UnsupportedMode {
                     path: self.path.clone(),
                     mode: format!("{} as u8 (it would lose 8 bits)", self.mode()),
                 });
             }
-            (DynamicImage::ImageLuma16(buf), _) => {
-                let values: Vec<f32> = buf.as_raw().iter().map(|&v| f32::from(v)).collect();
-                Tensor::from_vec(values, (h, w, c), device)?.to_dtype(dtype)?
-            }
-            (DynamicImage::ImageRgb16(buf), _) => {
-                let values: Vec<f32> = buf.as_raw().iter().map(|&v| f32::from(v)).collect();
-                Tensor::from_vec(values, (h, w, c), device)?.to_dtype(dtype)?
-            }
-            _ => Tensor::from_slice(self.image.as_bytes(), (h, w, c), device)?.to_dtype(dtype)?,
+            _ => FloatImage::from_xray(self)
+                .to_tensor(device)?
+                .to_dtype(dtype)?,
         };
         Ok(match layout {
             Layout::Hwc => hwc,
