@@ -95,6 +95,13 @@ pub enum Error {
         problems: Vec<String>,
     },
 
+    #[error("{metric} is not defined here: {detail}; {fix}")]
+    Metric {
+        metric: &'static str,
+        detail: String,
+        fix: &'static str,
+    },
+
     #[error("drawing the figure failed: {0}")]
     Plot(String),
 

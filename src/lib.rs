@@ -8,6 +8,7 @@
 //! - [`imaging`]: open, check and resize X-rays, turn them into tensors;
 //! - [`data`]: class folders, labels, patient ids, tables;
 //! - [`nn`]: layers and models (VGG, the tutorial's CNN), summaries, weights;
+//! - [`metrics`]: confusion matrices, precision and recall, ROC curves and AUC;
 //! - [`plot`]: figures saved as PNG and shown inline in notebooks;
 //! - [`io`]: files written atomically;
 //! - [`Error`]: the one error type, whose messages name the file and the fix.
@@ -30,6 +31,7 @@ pub mod data;
 pub mod error;
 pub mod imaging;
 pub mod io;
+pub mod metrics;
 pub mod nn;
 pub mod plot;
 

@@ -1,0 +1,234 @@
+//! Every number of `tests/fixtures/sklearn/metrics.json` (made by scikit-learn 1.7 with
+//! `make_sklearn_metrics.py` beside it) against cxr's metrics: confusion matrices, scores
+//! under each `zero_division`, averages, reports, ROC curves with and without
+//! `drop_intermediate`, thresholds included, and the areas.
+
+use cxr::metrics::{
+    Average, ConfusionMatrix, ZeroDivision, accuracy_score, auc, classification_report,
+    confusion_matrix, one_vs_rest, roc_auc_score, roc_auc_score_ovr, roc_curve,
+};
+use ndarray::Array2;
+use serde_json::Value;
+
+fn fixture() -> Value {
+    let text = std::fs::read_to_string("tests/fixtures/sklearn/metrics.json").unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn number(v: &Value) -> f64 {
+    match v {
+        Value::String(s) => match s.as_str() {
+            "nan" => f64::NAN,
+            "inf" => f64::INFINITY,
+            "-inf" => f64::NEG_INFINITY,
+            other => panic!("unexpected number {other}"),
+        },
+        v => v.as_f64().unwrap(),
+    }
+}
+
+fn numbers(v: &Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(number).collect()
+}
+
+fn labels(v: &Value) -> Vec<usize> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect()
+}
+
+fn counts(v: &Value) -> Vec<Vec<u64>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|row| labels(row).into_iter().map(|c| c as u64).collect())
+        .collect()
+}
+
+/// Equal within 1e-12, NaN equal to NaN, infinities equal to themselves.
+fn assert_close(ours: &[f64], theirs: &[f64], what: &str) {
+    assert_eq!(ours.len(), theirs.len(), "{what}: lengths differ");
+    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
+        let same = (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-12;
+        assert!(same, "{what}[{i}]: cxr {a}, scikit-learn {b}");
+    }
+}
+
+fn zero_division(key: &str) -> ZeroDivision {
+    match key {
+        "0.0" => ZeroDivision::Zero,
+        "1.0" => ZeroDivision::One,
+        "nan" => ZeroDivision::Nan,
+        other => panic!("unknown zero_division {other}"),
+    }
+}
+
+fn check_scores(case: &Value, matrix: &ConfusionMatrix) {
+    let name = case["name"].as_str().unwrap();
+    for (key, by_average) in case["scores"].as_object().unwrap() {
+        let zd = zero_division(key);
+        for (average_name, expected) in by_average.as_object().unwrap() {
+            let what = format!("{name} zero_division={key} average={average_name}");
+            let (precision, recall, f1) = if average_name == "per_class" {
+                let scores = matrix.class_scores(zd);
+                (
+                    scores.iter().map(|s| s.precision).collect(),
+                    scores.iter().map(|s| s.recall).collect(),
+                    scores.iter().map(|s| s.f1).collect(),
+                )
+            } else {
+                let average = match average_name.as_str() {
+                    "binary" => Average::Binary { positive: 1 },
+                    "macro" => Average::Macro,
+                    "weighted" => Average::Weighted,
+                    "micro" => Average::Micro,
+                    other => panic!("unknown average {other}"),
+                };
+                let s = matrix.scores(average, zd);
+                (vec![s.precision], vec![s.recall], vec![s.f1])
+            };
+            assert_close(&precision, &numbers(&expected["precision"]), &what);
+            assert_close(&recall, &numbers(&expected["recall"]), &what);
+            assert_close(&f1, &numbers(&expected["f1"]), &what);
+        }
+    }
+}
+
+fn check_curve(y: &[bool], scores: &[f64], drop: bool, expected: &Value, what: &str) {
+    let curve = roc_curve(y, scores, drop).unwrap();
+    assert_close(
+        &curve.fpr,
+        &numbers(&expected["fpr"]),
+        &format!("{what} fpr"),
+    );
+    assert_close(
+        &curve.tpr,
+        &numbers(&expected["tpr"]),
+        &format!("{what} tpr"),
+    );
+    assert_close(
+        &curve.thresholds,
+        &numbers(&expected["thresholds"]),
+        &format!("{what} thresholds"),
+    );
+}
+
+#[test]
+fn binary_cases_match_scikit_learn() {
+    let fixture = fixture();
+    for case in fixture["binary"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let y_true = labels(&case["y_true"]);
+        let y_pred = labels(&case["y_pred"]);
+        let scores = numbers(&case["y_score"]);
+        let threshold = number(&case["threshold"]);
+        let ours_pred: Vec<usize> = scores
+            .iter()
+            .map(|&s| usize::from(s >= threshold))
+            .collect();
+        assert_eq!(ours_pred, y_pred, "{name}: thresholded predictions");
+
+        let matrix = confusion_matrix(&y_true, &y_pred, 2).unwrap();
+        assert_eq!(matrix.counts(), counts(&case["confusion_matrix"]), "{name}");
+        let accuracy = accuracy_score(&y_true, &y_pred).unwrap();
+        assert_close(&[accuracy], &[number(&case["accuracy"])], name);
+        assert_close(&[matrix.accuracy()], &[number(&case["accuracy"])], name);
+        check_scores(case, &matrix);
+
+        let truths = one_vs_rest(&y_true, 1);
+        check_curve(&truths, &scores, true, &case["roc"], name);
+        check_curve(&truths, &scores, false, &case["roc_all"], name);
+        let curve = roc_curve(&truths, &scores, true).unwrap();
+        let area = auc(&curve.fpr, &curve.tpr).unwrap();
+        assert_close(&[area], &[number(&case["auc"])], &format!("{name} auc"));
+        let ours = roc_auc_score(&truths, &scores).unwrap();
+        assert_close(
+            &[ours],
+            &[number(&case["roc_auc"])],
+            &format!("{name} roc_auc"),
+        );
+    }
+}
+
+#[test]
+fn three_classes_match_scikit_learn() {
+    let fixture = fixture();
+    let case = &fixture["multiclass"];
+    let y_true = labels(&case["y_true"]);
+    let y_pred = labels(&case["y_pred"]);
+    let rows: Vec<Vec<f64>> = case["y_score"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(numbers)
+        .collect();
+    let scores = Array2::from_shape_vec((rows.len(), 3), rows.concat()).unwrap();
+
+    let matrix = confusion_matrix(&y_true, &y_pred, 3).unwrap();
+    assert_eq!(matrix.counts(), counts(&case["confusion_matrix"]));
+    check_scores(case, &matrix);
+
+    for class in 0..3 {
+        let truths = one_vs_rest(&y_true, class);
+        let column = scores.column(class).to_vec();
+        let what = format!("class {class}");
+        check_curve(&truths, &column, true, &case["per_class_roc"][class], &what);
+        let area = roc_auc_score(&truths, &column).unwrap();
+        assert_close(&[area], &[number(&case["per_class_auc"][class])], &what);
+    }
+    let pooled: Vec<bool> = y_true
+        .iter()
+        .flat_map(|&t| (0..3).map(move |c| c == t))
+        .collect();
+    let flat: Vec<f64> = scores.iter().copied().collect();
+    check_curve(&pooled, &flat, true, &case["micro_roc"], "micro");
+    for (average, key) in [
+        (Average::Macro, "roc_auc_ovr_macro"),
+        (Average::Weighted, "roc_auc_ovr_weighted"),
+        (Average::Micro, "roc_auc_micro"),
+    ] {
+        let ours = roc_auc_score_ovr(&y_true, scores.view(), average).unwrap();
+        assert_close(&[ours], &[number(&case[key])], key);
+    }
+}
+
+#[test]
+fn reports_print_as_scikit_learn_prints_them() {
+    let fixture = fixture();
+    let case = &fixture["multiclass"];
+    let report = classification_report(
+        &labels(&case["y_true"]),
+        &labels(&case["y_pred"]),
+        &["class 0", "class 1", "class 2"],
+        4,
+    )
+    .unwrap();
+    assert_eq!(report.to_string(), case["report"].as_str().unwrap());
+
+    let kermany = &fixture["binary"][0];
+    let report = classification_report(
+        &labels(&kermany["y_true"]),
+        &labels(&kermany["y_pred"]),
+        &["NORMAL", "PNEUMONIA"],
+        2,
+    )
+    .unwrap();
+    assert_eq!(
+        report.to_string(),
+        fixture["report_binary"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn matrices_print_as_numpy_prints_them() {
+    let fixture = fixture();
+    let matrix = ConfusionMatrix::from_counts(counts(&fixture["binary"][0]["confusion_matrix"]));
+    assert_eq!(matrix.to_string(), "[[176  58]\n [ 63 327]]");
+    let counts = matrix.binary(1);
+    assert_eq!(
+        (counts.tp, counts.fn_, counts.fp, counts.tn),
+        (327, 63, 58, 176)
+    );
+}
