@@ -26,6 +26,7 @@ pub mod ch01_loading;
 pub mod ch02_histograms;
 pub mod ch03_augmentation;
 pub mod ch04_vgg;
+pub mod ch05_splitting;
 
 pub mod data;
 pub mod error;
@@ -39,7 +40,7 @@ pub use error::{Error, Result};
 
 /// The crates whose types cxr's API hands out, re-exported so that a notebook or a program
 /// can use them at the versions cxr was built with.
-pub use {candle_core, candle_nn, image, polars};
+pub use {candle_core, candle_nn, image, linfa, ndarray, polars};
 
 /// The names most chapters use, in one import: `use cxr::prelude::*;`.
 pub mod prelude {
@@ -47,6 +48,7 @@ pub mod prelude {
     pub use crate::ch02_histograms;
     pub use crate::ch03_augmentation;
     pub use crate::ch04_vgg;
+    pub use crate::ch05_splitting;
     pub use crate::data::{Label, Scan, ScanOptions, read_csv, scan_folder};
     pub use crate::imaging::{
         Filter, Histogram, Layout, LoadOptions, Mask, Mode, XRay, bitwise_and, calc_hist,

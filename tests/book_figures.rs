@@ -70,3 +70,15 @@ fn chapter_4() {
         "cargo run --release -- lesson 4 --out chapters/figures",
     );
 }
+
+#[test]
+fn chapter_5() {
+    use ch05_splitting::{SPLIT_RATIO, patient_leak, split_figure, split_iris};
+    let (_, parts) = split_iris(SPLIT_RATIO).unwrap();
+    let leak = patient_leak(2000, SPLIT_RATIO).unwrap();
+    assert_current(
+        "chapters/figures/ch05-split.png",
+        split_figure(&parts, &leak).unwrap(),
+        "cargo run -- lesson 5 --out chapters/figures",
+    );
+}

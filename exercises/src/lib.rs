@@ -17,5 +17,8 @@ pub mod ch03_augmentation;
 #[cfg_attr(feature = "solutions", path = "../solutions/ch04_vgg.rs")]
 pub mod ch04_vgg;
 
+#[cfg_attr(feature = "solutions", path = "../solutions/ch05_splitting.rs")]
+pub mod ch05_splitting;
+
 #[cfg(test)]
 mod graders;

@@ -24,6 +24,14 @@ impl Label {
         }
     }
 
+    /// The class number: 0 for NORMAL, 1 for PNEUMONIA (the positive class).
+    pub fn index(self) -> usize {
+        match self {
+            Label::Normal => 0,
+            Label::Pneumonia => 1,
+        }
+    }
+
     /// The folder name of the Kermany data set.
     pub fn name(self) -> &'static str {
         match self {

@@ -8,6 +8,7 @@
 mod folder;
 mod generator;
 mod label;
+mod split;
 mod synth;
 
 pub use folder::{Scan, ScanOptions, read_csv, scan_folder, write_csv};
@@ -15,4 +16,8 @@ pub use generator::{
     Batch, ClassMode, ColorMode, DirectoryIterator, FlowOptions, ImageDataGenerator, Transform,
 };
 pub use label::{Label, patient_id};
-pub use synth::{KERMANY_PNEUMONIA_SHARE, SynthOptions, SynthSummary, synth_xray, write_dataset};
+pub use split::{Split, SplitOptions, train_val_test_split};
+pub use synth::{
+    KERMANY_PNEUMONIA_SHARE, SynthFile, SynthOptions, SynthSummary, synth_plan, synth_xray,
+    write_dataset,
+};

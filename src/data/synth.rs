@@ -72,24 +72,39 @@ fn unreachable_normal() -> Normal<f32> {
     Normal::new(0.0, 1.0).expect("the unit normal distribution is valid")
 }
 
-/// Writes `options.n` images into `out/<split>/<NORMAL|PNEUMONIA>/`, named like the
-/// Kermany files, plus a `README.md` saying what they are. Patients (one or two images
-/// each) never span two splits.
-pub fn write_dataset(out: impl AsRef<Path>, options: SynthOptions) -> Result<SynthSummary> {
-    let out = out.as_ref();
-    if options.n == 0 || options.size < 16 {
-        return Err(Error::BadArgument(format!(
-            "synth needs at least 1 image of at least 16 pixels, got {} of {}",
-            options.n, options.size
-        )));
+/// One file of a generated data set, before its pixels are drawn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SynthFile {
+    /// `"train"`, `"val"` or `"test"`.
+    pub split: &'static str,
+    /// Its class.
+    pub label: Label,
+    /// Its patient (one or two images each), as [`super::patient_id`] reads it back.
+    pub patient_id: String,
+    /// The file name, in Kermany's pattern.
+    pub name: String,
+    /// The seed its pixels are drawn from.
+    pub seed: u64,
+}
+
+impl SynthFile {
+    /// Its path under the data set's folder: `<split>/<CLASS>/<name>`.
+    pub fn path(&self) -> PathBuf {
+        Path::new(self.split)
+            .join(self.label.name())
+            .join(&self.name)
     }
+}
+
+/// The files [`write_dataset`] writes, in order, without drawing any pixels: which
+/// patient, class and split each image gets.
+pub fn synth_plan(options: &SynthOptions) -> Vec<SynthFile> {
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let splits = ["train", "val", "test"];
     let total: f64 = options.splits.iter().sum();
-    let mut summary = SynthSummary::default();
-    let mut counts = std::collections::BTreeMap::<(usize, Label), usize>::new();
-    let (mut written, mut patient, mut image_number) = (0, 0u32, 0u32);
-    while written < options.n {
+    let mut files = Vec::with_capacity(options.n);
+    let (mut patient, mut image_number) = (0u32, 0u32);
+    while files.len() < options.n {
         patient += 1;
         let label = if rng.random_bool(options.pneumonia_share.clamp(0.0, 1.0)) {
             Label::Pneumonia
@@ -110,27 +125,57 @@ pub fn write_dataset(out: impl AsRef<Path>, options: SynthOptions) -> Result<Syn
         } else {
             "bacteria"
         };
-        for view in 1..=views.min(options.n - written) {
+        for view in 1..=views.min(options.n - files.len()) {
             image_number += 1;
-            let name = match label {
-                Label::Normal => format!("SYNTH-IM-{patient:04}-{view:04}.jpeg"),
-                Label::Pneumonia => format!("person{patient}_{kind}_{image_number}.jpeg"),
+            let (name, patient_id) = match label {
+                Label::Normal => (
+                    format!("SYNTH-IM-{patient:04}-{view:04}.jpeg"),
+                    format!("{patient:04}"),
+                ),
+                Label::Pneumonia => (
+                    format!("person{patient}_{kind}_{image_number}.jpeg"),
+                    patient.to_string(),
+                ),
             };
-            let dir = out.join(splits[split]).join(label.name());
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-            let path = dir.join(name);
-            let mut image_rng =
-                ChaCha8Rng::seed_from_u64(options.seed ^ (u64::from(image_number) << 20));
-            let image = synth_xray(options.size, label == Label::Pneumonia, &mut image_rng);
-            let mut bytes = Vec::new();
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 92)
-                .encode_image(&image)
-                .map_err(|e| Error::io(&path, std::io::Error::other(e)))?;
-            crate::io::write_bytes_atomic(&path, &bytes)?;
-            summary.files.push(path);
-            *counts.entry((split, label)).or_default() += 1;
-            written += 1;
+            files.push(SynthFile {
+                split: splits[split],
+                label,
+                patient_id,
+                name,
+                seed: options.seed ^ (u64::from(image_number) << 20),
+            });
         }
+    }
+    files
+}
+
+/// Writes `options.n` images into `out/<split>/<NORMAL|PNEUMONIA>/`, named like the
+/// Kermany files, plus a `README.md` saying what they are. Patients (one or two images
+/// each) never span two splits.
+pub fn write_dataset(out: impl AsRef<Path>, options: SynthOptions) -> Result<SynthSummary> {
+    let out = out.as_ref();
+    if options.n == 0 || options.size < 16 {
+        return Err(Error::BadArgument(format!(
+            "synth needs at least 1 image of at least 16 pixels, got {} of {}",
+            options.n, options.size
+        )));
+    }
+    let mut summary = SynthSummary::default();
+    let mut counts = std::collections::BTreeMap::<(usize, Label), usize>::new();
+    let splits = ["train", "val", "test"];
+    for file in synth_plan(&options) {
+        let path = out.join(file.path());
+        crate::io::create_parent(&path)?;
+        let mut image_rng = ChaCha8Rng::seed_from_u64(file.seed);
+        let image = synth_xray(options.size, file.label == Label::Pneumonia, &mut image_rng);
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 92)
+            .encode_image(&image)
+            .map_err(|e| Error::io(&path, std::io::Error::other(e)))?;
+        crate::io::write_bytes_atomic(&path, &bytes)?;
+        summary.files.push(path);
+        let split = splits.iter().position(|&s| s == file.split).unwrap_or(0);
+        *counts.entry((split, file.label)).or_default() += 1;
     }
     summary.counts = counts
         .into_iter()

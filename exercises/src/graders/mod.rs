@@ -5,3 +5,4 @@ mod ch01_loading;
 mod ch02_histograms;
 mod ch03_augmentation;
 mod ch04_vgg;
+mod ch05_splitting;

@@ -75,6 +75,11 @@ enum Command {
 const LESSONS: &[(u32, &str)] = &[
     (1, "loading and resizing X-rays"),
     (2, "gray-level histograms with a mask"),
+    (3, "augmentation and generated X-rays"),
+    (4, "VGG16 and VGG19"),
+    (5, "train, validation and test splits"),
+    (7, "confusion matrix, precision, recall and F1"),
+    (8, "ROC curves and AUC"),
 ];
 
 fn main() -> ExitCode {
@@ -172,6 +177,7 @@ fn lesson(chapter: u32, out: &std::path::Path) -> Result<()> {
         2 => cxr::ch02_histograms::run(&root.join(cxr::ch02_histograms::EXAMPLE), out),
         3 => cxr::ch03_augmentation::run(&root.join(cxr::ch01_loading::IMG_PATH), out),
         4 => cxr::ch04_vgg::run(out),
+        5 => cxr::ch05_splitting::run(out),
         other => {
             let known: Vec<String> = LESSONS
                 .iter()
