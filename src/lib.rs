@@ -22,11 +22,13 @@
 //! # Ok::<(), cxr::Error>(())
 //! ```
 
+pub mod baseline;
 pub mod ch01_loading;
 pub mod ch02_histograms;
 pub mod ch03_augmentation;
 pub mod ch04_vgg;
 pub mod ch05_splitting;
+pub mod ch07_confusion;
 
 pub mod data;
 pub mod error;
@@ -49,6 +51,7 @@ pub mod prelude {
     pub use crate::ch03_augmentation;
     pub use crate::ch04_vgg;
     pub use crate::ch05_splitting;
+    pub use crate::ch07_confusion;
     pub use crate::data::{Label, Scan, ScanOptions, read_csv, scan_folder};
     pub use crate::imaging::{
         Filter, Histogram, Layout, LoadOptions, Mask, Mode, XRay, bitwise_and, calc_hist,

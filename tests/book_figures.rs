@@ -82,3 +82,16 @@ fn chapter_5() {
         "cargo run -- lesson 5 --out chapters/figures",
     );
 }
+
+#[test]
+fn chapter_7() {
+    let matrix =
+        ch07_confusion::xray_confusion_matrix(&ch07_confusion::lesson_predictions().unwrap())
+            .unwrap();
+    assert_current(
+        "chapters/figures/ch07-confusion.png",
+        ch07_confusion::confusion_figure(&matrix, "confusion matrix: rows true, columns predicted")
+            .unwrap(),
+        "cargo run -- lesson 7 --out chapters/figures",
+    );
+}

@@ -20,5 +20,8 @@ pub mod ch04_vgg;
 #[cfg_attr(feature = "solutions", path = "../solutions/ch05_splitting.rs")]
 pub mod ch05_splitting;
 
+#[cfg_attr(feature = "solutions", path = "../solutions/ch07_confusion.rs")]
+pub mod ch07_confusion;
+
 #[cfg(test)]
 mod graders;

@@ -11,6 +11,7 @@ use image::{Rgb, RgbImage};
 use plotters::prelude::*;
 
 use plotters::coord::Shift;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::imaging::{Filter, Histogram, XRay, resize};
 use crate::{Error, Result};
@@ -78,6 +79,69 @@ pub enum Panel<'a> {
         /// `(label, value)` pairs, left to right.
         bars: &'a [(&'a str, f64)],
     },
+    /// A matrix of counts as coloured cells, each with its count and its share of the
+    /// row: a confusion matrix (rows true, columns predicted).
+    Heatmap {
+        /// What the matrix is.
+        title: &'a str,
+        /// Names of the rows and columns, in order.
+        names: &'a [String],
+        /// `counts[row][column]`.
+        counts: &'a [Vec<u64>],
+    },
+    /// Curves through points on axes from 0 to 1, each named in the legend, optionally
+    /// with the dashed diagonal of a coin toss and marked points: ROC curves.
+    Curves {
+        /// What the curves show.
+        title: &'a str,
+        /// `(x axis, y axis)` names.
+        axes: (&'a str, &'a str),
+        /// The curves.
+        series: &'a [Series<'a>],
+        /// Draw the chance diagonal from (0, 0) to (1, 1).
+        diagonal: bool,
+        /// `(label, (x, y))` points to mark with a dot and a label.
+        marks: &'a [(&'a str, (f64, f64))],
+    },
+}
+
+/// One curve of [`Panel::Curves`].
+#[derive(Debug, Clone, Copy)]
+pub struct Series<'a> {
+    /// Its name in the legend.
+    pub label: &'a str,
+    /// Its colour: a name from [`named_color`] such as `"darkorange"`.
+    pub color: &'a str,
+    /// `x` values, in drawing order.
+    pub x: &'a [f64],
+    /// `y` values, as many as `x`.
+    pub y: &'a [f64],
+}
+
+/// The colours a figure knows by name: Matplotlib's names for them, which lesson 8 uses.
+pub fn named_color(name: &str) -> Option<RGBColor> {
+    let rgb = match name {
+        "aqua" | "cyan" => (0, 255, 255),
+        "darkorange" => (255, 140, 0),
+        "cornflowerblue" => (100, 149, 237),
+        "navy" => (0, 0, 128),
+        "deeppink" => (255, 20, 147),
+        "green" => (0, 128, 0),
+        "red" => (255, 0, 0),
+        "blue" => (0, 0, 255),
+        "black" => (0, 0, 0),
+        "gray" | "grey" => (128, 128, 128),
+        "purple" => (128, 0, 128),
+        "teal" => (0, 128, 128),
+        "crimson" => (220, 20, 60),
+        "gold" => (255, 215, 0),
+        "tab:blue" => (31, 119, 180),
+        "tab:orange" => (255, 127, 14),
+        "tab:green" => (44, 160, 44),
+        "tab:red" => (214, 39, 40),
+        _ => return None,
+    };
+    Some(RGBColor(rgb.0, rgb.1, rgb.2))
 }
 
 const CELL_HEIGHT: u32 = 440;
@@ -97,6 +161,8 @@ impl Panel<'_> {
             Panel::Bars { bars, .. } => {
                 (CHART_WIDTH + LEFT).max(LEFT + RIGHT + 90 * bars.len() as u32)
             }
+            Panel::Heatmap { .. } => CHART_WIDTH + LEFT,
+            Panel::Curves { .. } => PLOT_HEIGHT + LEFT + RIGHT + 40,
         }
     }
 }
@@ -127,6 +193,18 @@ pub fn grid(columns: usize, panels: &[Panel]) -> Result<Figure> {
                 }
                 Panel::Histograms { title, series } => draw_histograms(&area, title, series)?,
                 Panel::Bars { title, unit, bars } => draw_bars(&area, title, unit, bars)?,
+                Panel::Heatmap {
+                    title,
+                    names,
+                    counts,
+                } => draw_heatmap(&area, title, names, counts)?,
+                Panel::Curves {
+                    title,
+                    axes,
+                    series,
+                    diagonal,
+                    marks,
+                } => draw_curves(&area, title, *axes, series, *diagonal, marks)?,
             }
         }
         root.present().map_err(plot_error)?;
@@ -302,6 +380,145 @@ fn draw_bars<DB: DrawingBackend>(
                 ("sans-serif", 13).into_font(),
             )
         }))
+        .map_err(plot_error)?;
+    Ok(())
+}
+
+fn draw_heatmap<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    names: &[String],
+    counts: &[Vec<u64>],
+) -> Result<()> {
+    let n = counts.len().max(1);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin_right(RIGHT)
+        .margin_left(10)
+        .x_label_area_size(45)
+        .y_label_area_size(LEFT + 40)
+        .build_cartesian_2d(0f64..n as f64, n as f64..0f64)
+        .map_err(plot_error)?;
+    let label = |v: &f64| {
+        let i = v.floor() as usize;
+        if (v - i as f64 - 0.5).abs() < 0.01 {
+            names.get(i).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("predicted")
+        .y_desc("true")
+        .x_labels(n * 2 + 1)
+        .y_labels(n * 2 + 1)
+        .x_label_formatter(&label)
+        .y_label_formatter(&label)
+        .draw()
+        .map_err(plot_error)?;
+    let most = counts.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
+    for (i, row) in counts.iter().enumerate() {
+        let row_total = row.iter().sum::<u64>().max(1) as f64;
+        for (j, &count) in row.iter().enumerate() {
+            // White for 0, deep blue for the largest count, as Matplotlib's "Blues".
+            let t = count as f64 / most;
+            let shade = |light: f64, dark: f64| (light + (dark - light) * t).round() as u8;
+            let fill = RGBColor(shade(247.0, 8.0), shade(251.0, 48.0), shade(255.0, 107.0));
+            let (x, y) = (j as f64, i as f64);
+            chart
+                .draw_series([Rectangle::new([(x, y), (x + 1.0, y + 1.0)], fill.filled())])
+                .map_err(plot_error)?;
+            let ink = if t > 0.5 { WHITE } else { BLACK };
+            let text = format!("{count}\n{:.1}%", 100.0 * count as f64 / row_total);
+            for (k, line) in text.lines().enumerate() {
+                let style = ("sans-serif", if k == 0 { 24 } else { 15 })
+                    .into_font()
+                    .color(&ink)
+                    .pos(Pos::new(HPos::Center, VPos::Center));
+                chart
+                    .draw_series([Text::new(
+                        line.to_string(),
+                        (x + 0.5, y + 0.42 + 0.2 * k as f64),
+                        style,
+                    )])
+                    .map_err(plot_error)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn draw_curves<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    (x_name, y_name): (&str, &str),
+    series: &[Series],
+    diagonal: bool,
+    marks: &[(&str, (f64, f64))],
+) -> Result<()> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin_right(RIGHT)
+        .x_label_area_size(40)
+        .y_label_area_size(LEFT)
+        .build_cartesian_2d(0f64..1.0, 0f64..1.02)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .light_line_style(RGBColor(235, 235, 235))
+        .x_desc(x_name)
+        .y_desc(y_name)
+        .x_label_formatter(&|v| format!("{v:.1}"))
+        .y_label_formatter(&|v| format!("{v:.1}"))
+        .draw()
+        .map_err(plot_error)?;
+    if diagonal {
+        let style = BLACK.mix(0.6).stroke_width(1);
+        chart
+            .draw_series(DashedLineSeries::new([(0.0, 0.0), (1.0, 1.0)], 6, 5, style))
+            .map_err(plot_error)?
+            .label("chance (AUC = 0.50)")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    }
+    for (i, curve) in series.iter().enumerate() {
+        let color = named_color(curve.color).unwrap_or_else(|| {
+            let (r, g, b) = Palette99::pick(i).to_rgba().rgb();
+            RGBColor(r, g, b)
+        });
+        let points: Vec<(f64, f64)> = curve
+            .x
+            .iter()
+            .copied()
+            .zip(curve.y.iter().copied())
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(plot_error)?
+            .label(curve.label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    for (text, (x, y)) in marks {
+        chart
+            .draw_series([Circle::new((*x, *y), 5, BLACK.filled())])
+            .map_err(plot_error)?;
+        chart
+            .draw_series([Text::new(
+                text.to_string(),
+                (x + 0.03, y - 0.04),
+                ("sans-serif", 13).into_font(),
+            )])
+            .map_err(plot_error)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
         .map_err(plot_error)?;
     Ok(())
 }

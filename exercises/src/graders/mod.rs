@@ -6,3 +6,4 @@ mod ch02_histograms;
 mod ch03_augmentation;
 mod ch04_vgg;
 mod ch05_splitting;
+mod ch07_confusion;

@@ -22,11 +22,16 @@ struct Cli {
 enum Command {
     /// Run one chapter's lesson on the bundled data and write its figures.
     Lesson {
-        /// Chapter number (1 = loading and resizing, 2 = histograms, 3 = augmentation, 4 = VGG).
+        /// Chapter number (1 = loading and resizing, 2 = histograms, 3 = augmentation, 4 = VGG,
+        /// 5 = splits, 7 = confusion matrix, 8 = ROC and AUC).
         chapter: u32,
         /// Folder for figures and tables.
         #[arg(long, default_value = "out")]
         out: PathBuf,
+        /// Chapters 7 and 8: judge these predictions (a CSV with columns label,p_NORMAL,
+        /// p_PNEUMONIA) instead of the baseline trained on generated images.
+        #[arg(long)]
+        predictions: Option<PathBuf>,
     },
     /// List the X-rays of a class-per-folder tree as a table.
     Scan {
@@ -98,9 +103,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!(
                 "cxr: running the main job, chapter 1 on the bundled X-rays (see `cxr --help` for more)"
             );
-            lesson(1, &PathBuf::from("out"))?;
+            lesson(1, &PathBuf::from("out"), None)?;
         }
-        Some(Command::Lesson { chapter, out }) => lesson(chapter, &out)?,
+        Some(Command::Lesson {
+            chapter,
+            out,
+            predictions,
+        }) => lesson(chapter, &out, predictions.as_deref())?,
         Some(Command::Scan {
             folder,
             csv,
@@ -166,7 +175,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn lesson(chapter: u32, out: &std::path::Path) -> Result<()> {
+fn lesson(
+    chapter: u32,
+    out: &std::path::Path,
+    predictions: Option<&std::path::Path>,
+) -> Result<()> {
     // The bundled data sits beside the crate, wherever the command is run from.
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let report = match chapter {
@@ -178,6 +191,7 @@ fn lesson(chapter: u32, out: &std::path::Path) -> Result<()> {
         3 => cxr::ch03_augmentation::run(&root.join(cxr::ch01_loading::IMG_PATH), out),
         4 => cxr::ch04_vgg::run(out),
         5 => cxr::ch05_splitting::run(out),
+        7 => cxr::ch07_confusion::run(predictions, out),
         other => {
             let known: Vec<String> = LESSONS
                 .iter()
