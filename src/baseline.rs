@@ -38,16 +38,18 @@ pub fn histogram_features(xray: &XRay) -> Result<Vec<f64>> {
         .collect())
 }
 
-/// Logistic regression on histogram features; classes are `0..n_classes`.
+/// Multinomial logistic regression (linfa-logistic) on standardised features, for any
+/// number of classes `0..n_classes`: the baseline's model on histograms, and chapter 8's
+/// on iris.
 #[derive(Debug, Clone)]
-pub struct HistogramClassifier {
+pub struct LogisticClassifier {
     model: MultiFittedLogisticRegression<f64, usize>,
     n_classes: usize,
     mean: Array1<f64>,
     scale: Array1<f64>,
 }
 
-impl HistogramClassifier {
+impl LogisticClassifier {
     /// Fits the model to one row of features per image and its class.
     pub fn fit(features: ArrayView2<f64>, labels: &[usize]) -> Result<Self> {
         let n_classes = labels.iter().max().map_or(0, |m| m + 1);
@@ -71,7 +73,7 @@ impl HistogramClassifier {
             .max_iterations(300)
             .fit(&data)
             .map_err(|e| Error::BadArgument(format!("logistic regression did not fit: {e}")))?;
-        Ok(HistogramClassifier {
+        Ok(LogisticClassifier {
             model,
             n_classes,
             mean,
@@ -252,7 +254,7 @@ pub fn generated_xray_predictions(n: usize, size: u32, seed: u64) -> Result<Pred
     };
     let train = to_array(train_x, train_y.len())?;
     let test = to_array(test_x, test_y.len())?;
-    let model = HistogramClassifier::fit(train.view(), &train_y)?;
+    let model = LogisticClassifier::fit(train.view(), &train_y)?;
     Ok(Predictions {
         y_score: model.predict_proba(test.view()),
         source: format!(

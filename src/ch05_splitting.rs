@@ -16,27 +16,26 @@ pub const SPLIT_RATIO: [f64; 3] = [0.7, 0.15, 0.15];
 /// The seed of every split in this chapter.
 pub const SEED: u64 = 42;
 
+/// A labelled table as linfa keeps it: a feature matrix and one class per row.
+pub type Table = Dataset<f64, usize, Ix1>;
+
 /// Iris's three classes, in label order.
 pub const IRIS_CLASSES: [&str; 3] = ["setosa", "versicolor", "virginica"];
 
 /// Fisher's iris data as linfa ships it: 150 flowers, 4 measurements in cm (sepal
 /// length and width, petal length and width), label 0, 1 or 2.
-pub fn load_iris() -> Dataset<f64, usize, Ix1> {
+pub fn load_iris() -> Table {
     linfa_datasets::iris()
 }
 
 /// The lesson's helper: the rows `rows` of the features `x`, joined with their labels
 /// `y` into one data set.
-pub fn merge_data(
-    x: ArrayView2<f64>,
-    y: ArrayView1<usize>,
-    rows: &[usize],
-) -> Dataset<f64, usize, Ix1> {
+pub fn merge_data(x: ArrayView2<f64>, y: ArrayView1<usize>, rows: &[usize]) -> Table {
     Dataset::new(x.select(Axis(0), rows), y.select(Axis(0), rows))
 }
 
 /// How many samples of each class a data set holds.
-pub fn class_counts(data: &Dataset<f64, usize, Ix1>, n_classes: usize) -> Vec<usize> {
+pub fn class_counts(data: &Table, n_classes: usize) -> Vec<usize> {
     let mut counts = vec![0; n_classes];
     for &label in data.targets() {
         counts[label] += 1;
@@ -46,7 +45,7 @@ pub fn class_counts(data: &Dataset<f64, usize, Ix1>, n_classes: usize) -> Vec<us
 
 /// Iris split by `split_ratio`, stratified by class: the split and the three merged
 /// parts, train, validation and test.
-pub fn split_iris(split_ratio: [f64; 3]) -> Result<(Split, [Dataset<f64, usize, Ix1>; 3])> {
+pub fn split_iris(split_ratio: [f64; 3]) -> Result<(Split, [Table; 3])> {
     let iris = load_iris();
     let labels = iris.targets().to_vec();
     let options = SplitOptions::seeded(SEED).stratify(&labels);
@@ -108,7 +107,7 @@ pub fn patient_leak(n: usize, split_ratio: [f64; 3]) -> Result<PatientLeak> {
 
 /// The chapter's figure: iris's class counts in each part, and the patients a random
 /// split leaks.
-pub fn split_figure(parts: &[Dataset<f64, usize, Ix1>; 3], leak: &PatientLeak) -> Result<Figure> {
+pub fn split_figure(parts: &[Table; 3], leak: &PatientLeak) -> Result<Figure> {
     let counts: Vec<Vec<usize>> = parts.iter().map(|p| class_counts(p, 3)).collect();
     let bars: Vec<Vec<(&str, f64)>> = counts
         .iter()

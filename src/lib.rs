@@ -29,6 +29,7 @@ pub mod ch03_augmentation;
 pub mod ch04_vgg;
 pub mod ch05_splitting;
 pub mod ch07_confusion;
+pub mod ch08_roc;
 
 pub mod data;
 pub mod error;
@@ -52,6 +53,7 @@ pub mod prelude {
     pub use crate::ch04_vgg;
     pub use crate::ch05_splitting;
     pub use crate::ch07_confusion;
+    pub use crate::ch08_roc;
     pub use crate::data::{Label, Scan, ScanOptions, read_csv, scan_folder};
     pub use crate::imaging::{
         Filter, Histogram, Layout, LoadOptions, Mask, Mode, XRay, bitwise_and, calc_hist,

@@ -95,3 +95,17 @@ fn chapter_7() {
         "cargo run -- lesson 7 --out chapters/figures",
     );
 }
+
+#[test]
+fn chapter_8() {
+    let drawn = ch08_roc::lesson_figure(
+        &ch07_confusion::lesson_predictions().unwrap(),
+        &ch08_roc::iris_predictions().unwrap(),
+    )
+    .unwrap();
+    assert_current(
+        "chapters/figures/ch08-roc.png",
+        drawn,
+        "cargo run -- lesson 8 --out chapters/figures",
+    );
+}

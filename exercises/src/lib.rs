@@ -23,5 +23,8 @@ pub mod ch05_splitting;
 #[cfg_attr(feature = "solutions", path = "../solutions/ch07_confusion.rs")]
 pub mod ch07_confusion;
 
+#[cfg_attr(feature = "solutions", path = "../solutions/ch08_roc.rs")]
+pub mod ch08_roc;
+
 #[cfg(test)]
 mod graders;

@@ -467,7 +467,8 @@ fn draw_curves<DB: DrawingBackend>(
         .map_err(plot_error)?;
     chart
         .configure_mesh()
-        .light_line_style(RGBColor(235, 235, 235))
+        .light_line_style(WHITE)
+        .bold_line_style(RGBColor(225, 225, 225))
         .x_desc(x_name)
         .y_desc(y_name)
         .x_label_formatter(&|v| format!("{v:.1}"))
@@ -508,7 +509,8 @@ fn draw_curves<DB: DrawingBackend>(
         chart
             .draw_series([Text::new(
                 text.to_string(),
-                (x + 0.03, y - 0.04),
+                // Labels of points on the right go to their left, inside the axes.
+                (if *x > 0.55 { x - 0.5 } else { x + 0.03 }, y - 0.04),
                 ("sans-serif", 13).into_font(),
             )])
             .map_err(plot_error)?;

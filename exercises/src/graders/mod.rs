@@ -7,3 +7,4 @@ mod ch03_augmentation;
 mod ch04_vgg;
 mod ch05_splitting;
 mod ch07_confusion;
+mod ch08_roc;

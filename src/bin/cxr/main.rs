@@ -192,6 +192,7 @@ fn lesson(
         4 => cxr::ch04_vgg::run(out),
         5 => cxr::ch05_splitting::run(out),
         7 => cxr::ch07_confusion::run(predictions, out),
+        8 => cxr::ch08_roc::run(predictions, out),
         other => {
             let known: Vec<String> = LESSONS
                 .iter()
