@@ -102,6 +102,13 @@ pub enum Error {
         fix: &'static str,
     },
 
+    #[error("{path}: record at byte {offset}: {fault}")]
+    TfRecord {
+        path: PathBuf,
+        offset: u64,
+        fault: crate::tfrecord::Fault,
+    },
+
     #[error("drawing the figure failed: {0}")]
     Plot(String),
 

@@ -38,6 +38,7 @@ pub mod io;
 pub mod metrics;
 pub mod nn;
 pub mod plot;
+pub mod tfrecord;
 
 pub use error::{Error, Result};
 

@@ -8,14 +8,17 @@
 mod folder;
 mod generator;
 mod label;
+mod pipeline;
 mod split;
 mod synth;
 
+pub(crate) use folder::walk;
 pub use folder::{Scan, ScanOptions, read_csv, scan_folder, write_csv};
 pub use generator::{
     Batch, ClassMode, ColorMode, DirectoryIterator, FlowOptions, ImageDataGenerator, Transform,
 };
 pub use label::{Label, patient_id};
+pub use pipeline::{Pipeline, Record, Stream};
 pub use split::{Split, SplitOptions, train_val_test_split};
 pub use synth::{
     KERMANY_PNEUMONIA_SHARE, SynthFile, SynthOptions, SynthSummary, synth_plan, synth_xray,

@@ -6,12 +6,14 @@
 mod affine;
 mod histogram;
 mod resize;
+mod tf_resize;
 
 pub use affine::{
     FillMode, FloatImage, IDENTITY, Matrix, affine_transform, keras_transform, matmul,
 };
 pub use histogram::{Histogram, Mask, bitwise_and, calc_hist};
 pub use resize::{Filter, resize};
+pub use tf_resize::resize_bilinear_tf;
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
