@@ -9,6 +9,7 @@
 //! - [`data`]: class folders, labels, patient ids, tables;
 //! - [`nn`]: layers and models (VGG, the tutorial's CNN), summaries, weights;
 //! - [`metrics`]: confusion matrices, precision and recall, ROC curves and AUC;
+//! - [`tfrecord`]: TFRecord files, read with every checksum checked, and written;
 //! - [`plot`]: figures saved as PNG and shown inline in notebooks;
 //! - [`io`]: files written atomically;
 //! - [`Error`]: the one error type, whose messages name the file and the fix.
@@ -30,6 +31,7 @@ pub mod ch04_vgg;
 pub mod ch05_splitting;
 pub mod ch07_confusion;
 pub mod ch08_roc;
+pub mod ch09_tutorial;
 
 pub mod data;
 pub mod error;
@@ -55,6 +57,7 @@ pub mod prelude {
     pub use crate::ch05_splitting;
     pub use crate::ch07_confusion;
     pub use crate::ch08_roc;
+    pub use crate::ch09_tutorial;
     pub use crate::data::{Label, Scan, ScanOptions, read_csv, scan_folder};
     pub use crate::imaging::{
         Filter, Histogram, Layout, LoadOptions, Mask, Mode, XRay, bitwise_and, calc_hist,

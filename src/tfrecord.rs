@@ -361,7 +361,10 @@ impl TfRecordWriter {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("records");
-        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        // Unique per process and writer, so two writers of one file never share it.
+        static WRITERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()));
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         Ok(TfRecordWriter {
             path,
@@ -443,11 +446,11 @@ pub fn write_folder(dir: &Path, out: &Path) -> Result<u64> {
 /// The tutorial's two files read side by side: `(path, JPEG bytes)` per record. A file
 /// with more records than the other is an error naming both.
 pub fn read_pairs(
-    images: impl AsRef<Path>,
-    paths: impl AsRef<Path>,
+    images: &Path,
+    paths: &Path,
     options: ReadOptions,
-) -> Result<impl Iterator<Item = Result<(String, Vec<u8>)>>> {
-    let (images, paths) = (images.as_ref().to_path_buf(), paths.as_ref().to_path_buf());
+) -> Result<impl Iterator<Item = Result<(String, Vec<u8>)>> + Send + use<>> {
+    let (images, paths) = (images.to_path_buf(), paths.to_path_buf());
     let mut image_reader = TfRecordReader::open(&images, options)?;
     let mut path_reader = TfRecordReader::open(&paths, options)?;
     let mut index = 0u64;

@@ -109,3 +109,26 @@ fn chapter_8() {
         "cargo run -- lesson 8 --out chapters/figures",
     );
 }
+
+#[test]
+fn chapter_9() {
+    use ch09_tutorial::*;
+    let dir = tempfile::tempdir().unwrap();
+    cxr::tfrecord::write_folder(Path::new(ch01_loading::IMG_PATH), dir.path()).unwrap();
+    let ds = zip_tfrecords(
+        dir.path().join("images.tfrec"),
+        dir.path().join("paths.tfrec"),
+    )
+    .map(autotune(), |(path, image)| process_path(image, path))
+    .shuffle(SHUFFLE_BUFFER, SEED);
+    let batch = prepare_for_training(ds, Cache::None)
+        .iter()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_current(
+        "chapters/figures/ch09-batch.png",
+        show_batch(&batch).unwrap(),
+        "cargo run -- lesson 9 --out chapters/figures",
+    );
+}

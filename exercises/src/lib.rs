@@ -26,5 +26,8 @@ pub mod ch07_confusion;
 #[cfg_attr(feature = "solutions", path = "../solutions/ch08_roc.rs")]
 pub mod ch08_roc;
 
+#[cfg_attr(feature = "solutions", path = "../solutions/ch09_tutorial.rs")]
+pub mod ch09_tutorial;
+
 #[cfg(test)]
 mod graders;

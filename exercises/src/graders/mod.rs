@@ -8,3 +8,4 @@ mod ch04_vgg;
 mod ch05_splitting;
 mod ch07_confusion;
 mod ch08_roc;
+mod ch09_tutorial;

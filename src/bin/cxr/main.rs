@@ -62,6 +62,11 @@ enum Command {
         #[arg(long, default_value_t = cxr::data::KERMANY_PNEUMONIA_SHARE)]
         pneumonia_share: f64,
     },
+    /// Write or check TFRecord files in the layout of the Keras tutorial.
+    Tfrecord {
+        #[command(subcommand)]
+        action: TfrecordAction,
+    },
     /// Grade the exercises in exercises/src and print a score per chapter.
     Grade {
         /// Print the scores as JSON, for a learning platform.
@@ -76,6 +81,26 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum TfrecordAction {
+    /// Turn a class-per-folder tree (DIR/NORMAL, DIR/PNEUMONIA) into OUT/images.tfrec and
+    /// OUT/paths.tfrec, as the tutorial reads them.
+    Write {
+        /// The folder with NORMAL/ and PNEUMONIA/ inside, e.g. data/chest_xray/val.
+        dir: PathBuf,
+        /// Where to write the two files.
+        out: PathBuf,
+    },
+    /// Read a TFRecord file through, checking every checksum, and count its records.
+    Check {
+        /// The file.
+        file: PathBuf,
+        /// Skip damaged records and count them, instead of stopping at the first.
+        #[arg(long)]
+        skip_damaged: bool,
+    },
+}
+
 /// The chapters `cxr lesson` can run so far.
 const LESSONS: &[(u32, &str)] = &[
     (1, "loading and resizing X-rays"),
@@ -85,6 +110,10 @@ const LESSONS: &[(u32, &str)] = &[
     (5, "train, validation and test splits"),
     (7, "confusion matrix, precision, recall and F1"),
     (8, "ROC curves and AUC"),
+    (
+        9,
+        "the tutorial's input pipeline: TFRecords, decoding, splits, batches",
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -105,6 +134,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             lesson(1, &PathBuf::from("out"), None)?;
         }
+        Some(Command::Tfrecord { action }) => match action {
+            TfrecordAction::Write { dir, out } => {
+                let written = cxr::tfrecord::write_folder(&dir, &out)?;
+                println!(
+                    "{written} records written to {} and {}",
+                    out.join("images.tfrec").display(),
+                    out.join("paths.tfrec").display()
+                );
+            }
+            TfrecordAction::Check { file, skip_damaged } => {
+                let options = cxr::tfrecord::ReadOptions {
+                    skip_damaged,
+                    ..Default::default()
+                };
+                let mut reader = cxr::tfrecord::TfRecordReader::open(&file, options)?;
+                let mut bytes = 0u64;
+                for record in reader.by_ref() {
+                    bytes += record?.len() as u64;
+                }
+                println!(
+                    "{}: {} good records ({bytes} bytes of data), {} damaged skipped",
+                    file.display(),
+                    reader.records(),
+                    reader.skipped()
+                );
+            }
+        },
         Some(Command::Lesson {
             chapter,
             out,
@@ -193,6 +249,7 @@ fn lesson(
         5 => cxr::ch05_splitting::run(out),
         7 => cxr::ch07_confusion::run(predictions, out),
         8 => cxr::ch08_roc::run(predictions, out),
+        9 => cxr::ch09_tutorial::run(&root.join(cxr::ch01_loading::IMG_PATH), out),
         other => {
             let known: Vec<String> = LESSONS
                 .iter()
