@@ -262,14 +262,32 @@ pub fn patient_split(paths: &[String], n_train: usize, seed: u64) -> Result<Spli
     )
 }
 
-/// Runs the chapter's first part on a class-per-folder tree (the bundled X-rays by
-/// default): writes it as the tutorial's TFRecords, counts the classes, runs the
+/// Runs the chapter's first part on `data` in either layout (see
+/// [`crate::data::detect_layout`]; the bundled X-rays by default, written as the
+/// tutorial's TFRecords first), counts the classes, runs the
 /// pipeline, measures the patient leak of the tutorial's random split on a file table
 /// shaped like the tutorial's, and draws a batch.
 pub fn run(data: &Path, out: &Path) -> Result<Vec<String>> {
-    let records = out.join("ch09").join("tfrecords");
-    let written = crate::tfrecord::write_folder(data, &records)?;
-    let (images, paths) = (records.join("images.tfrec"), records.join("paths.tfrec"));
+    let (images, paths, origin) = match crate::data::detect_layout(data, "train")? {
+        crate::data::DataLayout::TfRecords { images, paths } => {
+            let origin = format!("the TFRecords {}", images.display());
+            (images, paths, origin)
+        }
+        crate::data::DataLayout::Folders(folder) => {
+            let records = out.join("ch09").join("tfrecords");
+            let written = crate::tfrecord::write_folder(&folder, &records)?;
+            let origin = format!(
+                "{written} X-rays from {} written as TFRecords to {}",
+                folder.display(),
+                records.display()
+            );
+            (
+                records.join("images.tfrec"),
+                records.join("paths.tfrec"),
+                origin,
+            )
+        }
+    };
     let [normal, pneumonia] = count_classes(&paths)?;
     let started = std::time::Instant::now();
     let ds = zip_tfrecords(&images, &paths)
@@ -298,11 +316,7 @@ pub fn run(data: &Path, out: &Path) -> Result<Vec<String>> {
         show_batch(first)?.save(&figure)?;
     }
     Ok(vec![
-        format!(
-            "{written} records from {} written to {}",
-            data.display(),
-            records.display()
-        ),
+        format!("data: {origin}"),
         format!("Normal images count: {normal}; Pneumonia images count: {pneumonia}"),
         format!(
             "decoded and resized {decoded} images to 180 x 180 on {} workers in {seconds:.2} s ({:.0} images/s)",

@@ -109,6 +109,13 @@ pub enum Error {
         fault: crate::tfrecord::Fault,
     },
 
+    #[error("{url}: {detail}; {fix}")]
+    Download {
+        url: String,
+        detail: String,
+        fix: String,
+    },
+
     #[error("drawing the figure failed: {0}")]
     Plot(String),
 

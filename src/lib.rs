@@ -7,6 +7,7 @@
 //!
 //! - [`imaging`]: open, check and resize X-rays, turn them into tensors;
 //! - [`data`]: class folders, labels, patient ids, tables;
+//! - [`fetch`]: the full data set, downloaded resumably and verified;
 //! - [`nn`]: layers and models (VGG, the tutorial's CNN), summaries, weights;
 //! - [`metrics`]: confusion matrices, precision and recall, ROC curves and AUC;
 //! - [`tfrecord`]: TFRecord files, read with every checksum checked, and written;
@@ -35,6 +36,7 @@ pub mod ch09_tutorial;
 
 pub mod data;
 pub mod error;
+pub mod fetch;
 pub mod imaging;
 pub mod io;
 pub mod metrics;

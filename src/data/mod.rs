@@ -8,6 +8,7 @@
 mod folder;
 mod generator;
 mod label;
+mod layout;
 mod pipeline;
 mod split;
 mod synth;
@@ -18,6 +19,7 @@ pub use generator::{
     Batch, ClassMode, ColorMode, DirectoryIterator, FlowOptions, ImageDataGenerator, Transform,
 };
 pub use label::{Label, patient_id};
+pub use layout::{DataLayout, detect_layout};
 pub use pipeline::{Pipeline, Record, Stream};
 pub use split::{Split, SplitOptions, train_val_test_split};
 pub use synth::{

@@ -28,6 +28,10 @@ enum Command {
         /// Folder for figures and tables.
         #[arg(long, default_value = "out")]
         out: PathBuf,
+        /// Chapter 9: the data set, as the tutorial's TFRecords or as class folders
+        /// (default: the bundled X-rays).
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// Chapters 7 and 8: judge these predictions (a CSV with columns label,p_NORMAL,
         /// p_PNEUMONIA) instead of the baseline trained on generated images.
         #[arg(long)]
@@ -62,6 +66,20 @@ enum Command {
         #[arg(long, default_value_t = cxr::data::KERMANY_PNEUMONIA_SHARE)]
         pneumonia_share: f64,
     },
+    /// Download the full data set (the Keras tutorial's TFRecords, about 1.2 GB):
+    /// resumable, verified, moved into place only when whole.
+    Fetch {
+        /// Where to put it.
+        #[arg(long, default_value = "data/ChestXRay2017")]
+        to: PathBuf,
+        /// `tfrecord` keeps the tutorial's files; `kaggle-layout` also unpacks them into
+        /// chest_xray/{train,test}/{NORMAL,PNEUMONIA}/ folders.
+        #[arg(long, value_enum, default_value_t = Source::Tfrecord)]
+        source: Source,
+        /// The server folder holding train/ and test/ (a mirror, or a local server).
+        #[arg(long, default_value = cxr::fetch::TUTORIAL_BASE_URL)]
+        url: String,
+    },
     /// Write or check TFRecord files in the layout of the Keras tutorial.
     Tfrecord {
         #[command(subcommand)]
@@ -79,6 +97,14 @@ enum Command {
         #[arg(long, default_value = env!("CARGO_MANIFEST_DIR"))]
         root: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Source {
+    /// The tutorial's images.tfrec and paths.tfrec, train and test.
+    Tfrecord,
+    /// The same, unpacked into class folders as the Kaggle release lays them out.
+    KaggleLayout,
 }
 
 #[derive(Subcommand)]
@@ -132,7 +158,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!(
                 "cxr: running the main job, chapter 1 on the bundled X-rays (see `cxr --help` for more)"
             );
-            lesson(1, &PathBuf::from("out"), None)?;
+            lesson(1, &PathBuf::from("out"), None, None)?;
+        }
+        Some(Command::Fetch { to, source, url }) => {
+            let options = cxr::fetch::FetchOptions {
+                base_url: url,
+                progress: true,
+            };
+            for f in cxr::fetch::fetch_tutorial(&to, &options)? {
+                let how = if f.already_there {
+                    "already there, verified".to_string()
+                } else if f.resumed_from > 0 {
+                    format!("downloaded, resumed from byte {}", f.resumed_from)
+                } else {
+                    "downloaded and verified".to_string()
+                };
+                println!("{} ({} bytes): {how}", f.path.display(), f.bytes);
+            }
+            if source == Source::KaggleLayout {
+                for split in ["train", "test"] {
+                    let n = cxr::fetch::unpack_to_folders(
+                        &to.join(split).join("images.tfrec"),
+                        &to.join(split).join("paths.tfrec"),
+                        &to.join("chest_xray").join(split),
+                    )?;
+                    println!(
+                        "{n} images unpacked into {}",
+                        to.join("chest_xray").join(split).display()
+                    );
+                }
+            }
         }
         Some(Command::Tfrecord { action }) => match action {
             TfrecordAction::Write { dir, out } => {
@@ -164,8 +219,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Lesson {
             chapter,
             out,
+            data,
             predictions,
-        }) => lesson(chapter, &out, predictions.as_deref())?,
+        }) => lesson(chapter, &out, data.as_deref(), predictions.as_deref())?,
         Some(Command::Scan {
             folder,
             csv,
@@ -234,6 +290,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 fn lesson(
     chapter: u32,
     out: &std::path::Path,
+    data: Option<&std::path::Path>,
     predictions: Option<&std::path::Path>,
 ) -> Result<()> {
     // The bundled data sits beside the crate, wherever the command is run from.
@@ -249,7 +306,10 @@ fn lesson(
         5 => cxr::ch05_splitting::run(out),
         7 => cxr::ch07_confusion::run(predictions, out),
         8 => cxr::ch08_roc::run(predictions, out),
-        9 => cxr::ch09_tutorial::run(&root.join(cxr::ch01_loading::IMG_PATH), out),
+        9 => {
+            let bundled = root.join(cxr::ch01_loading::IMG_PATH);
+            cxr::ch09_tutorial::run(data.unwrap_or(&bundled), out)
+        }
         other => {
             let known: Vec<String> = LESSONS
                 .iter()
