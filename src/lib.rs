@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod nn;
 pub mod plot;
 pub mod tfrecord;
+pub mod train;
 
 pub use error::{Error, Result};
 

@@ -1,0 +1,45 @@
+//! Losses, computed from logits (the model's outputs before the sigmoid or softmax),
+//! which is both numerically stable and what Keras does with `from_logits=True`.
+
+use candle_core::{D, Tensor};
+
+use crate::Result;
+
+/// Binary cross-entropy of `logits` against 0/1 `targets` (both `(N, 1)` or `(N,)`),
+/// averaged as Keras averages it: the sum of the per-sample losses, each times its
+/// weight, divided by the number of samples (not by the sum of the weights). With
+/// `class_weight`, the weight of a sample is its class's weight.
+///
+/// Each sample's loss is `max(x, 0) - x * y + ln(1 + exp(-|x|))`, which equals
+/// `-y ln σ(x) - (1 - y) ln(1 - σ(x))` without overflowing for large `|x|`.
+pub fn binary_cross_entropy_with_logits(
+    logits: &Tensor,
+    targets: &Tensor,
+    sample_weight: Option<&Tensor>,
+) -> Result<Tensor> {
+    let x = logits.flatten_all()?;
+    let y = targets.flatten_all()?.to_dtype(x.dtype())?;
+    let per_sample =
+        ((x.relu()? - (&x * &y)?)? + x.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
+    let weighted = match sample_weight {
+        Some(w) => (per_sample * w.flatten_all()?.to_dtype(x.dtype())?)?,
+        None => per_sample,
+    };
+    Ok(weighted.mean_all()?)
+}
+
+/// The weight of each sample from its 0/1 label and `[weight of 0, weight of 1]`.
+pub fn class_sample_weights(targets: &Tensor, class_weight: [f64; 2]) -> Result<Tensor> {
+    let y = targets.flatten_all()?.to_dtype(candle_core::DType::F32)?;
+    Ok(y.affine(class_weight[1] - class_weight[0], class_weight[0])?)
+}
+
+/// Categorical cross-entropy of `logits` `(N, C)` against class numbers `targets` `(N,)`,
+/// averaged over samples (chapter 6's softmax VGG).
+pub fn categorical_cross_entropy_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let log_probabilities = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    Ok(candle_nn::loss::nll(
+        &log_probabilities,
+        &targets.to_dtype(candle_core::DType::U32)?,
+    )?)
+}

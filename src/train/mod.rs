@@ -1,0 +1,14 @@
+//! Training: losses, learning-rate schedules, Adam, streaming metrics (chapters 6 and 9),
+//! with Keras's definitions, each checked against Keras.
+
+mod losses;
+mod metrics;
+mod optim;
+mod schedule;
+
+pub use losses::{
+    binary_cross_entropy_with_logits, categorical_cross_entropy_with_logits, class_sample_weights,
+};
+pub use metrics::{Auc, BinaryAccuracy, MeanTracker, Metric, Precision, Recall, tutorial_metrics};
+pub use optim::Adam;
+pub use schedule::{Constant, CosineDecay, ExponentialDecay, LearningRateSchedule};
