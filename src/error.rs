@@ -116,6 +116,9 @@ pub enum Error {
         fix: String,
     },
 
+    #[error("training stopped: {0}")]
+    Training(String),
+
     #[error("drawing the figure failed: {0}")]
     Plot(String),
 

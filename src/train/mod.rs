@@ -1,11 +1,15 @@
 //! Training: losses, learning-rate schedules, Adam, streaming metrics (chapters 6 and 9),
 //! with Keras's definitions, each checked against Keras.
 
+mod callbacks;
+mod fit;
 mod losses;
 mod metrics;
 mod optim;
 mod schedule;
 
+pub use callbacks::{Callback, Control, CsvLogger, EarlyStopping, Logs, ModelCheckpoint};
+pub use fit::{Batch, FitOptions, History, Trainer, evaluate, format_logs, predict};
 pub use losses::{
     binary_cross_entropy_with_logits, categorical_cross_entropy_with_logits, class_sample_weights,
 };

@@ -1,0 +1,248 @@
+//! The training loop: it learns, repeats data for `steps_per_epoch`, stops early and
+//! restores the best weights at the right epoch, checkpoints atomically, refuses a NaN
+//! loss and single-class data with errors that say what to do.
+
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Module, ModuleT, Tensor};
+use candle_nn::{Linear, VarBuilder, VarMap};
+use cxr::data::Pipeline;
+use cxr::train::{
+    Adam, Batch, Callback, Constant, Control, CsvLogger, EarlyStopping, FitOptions, Logs,
+    ModelCheckpoint, Trainer, tutorial_metrics,
+};
+
+/// Logistic regression on flattened 3 x 4 x 4 images: enough to learn "bright or
+/// dark".
+struct Tiny {
+    linear: Linear,
+}
+
+impl ModuleT for Tiny {
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
+        let flat = (xs.flatten_from(1)? / 255.0)?;
+        self.linear.forward(&flat)
+    }
+}
+
+fn tiny() -> (Tiny, VarMap) {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let linear = candle_nn::linear(3 * 4 * 4, 1, vb.pp("dense")).unwrap();
+    (Tiny { linear }, varmap)
+}
+
+/// `n` images of 3 x 4 x 4: bright ones are PNEUMONIA (1), dark ones NORMAL (0), in
+/// batches of `batch`.
+fn data(n: usize, batch: usize, seed: u64) -> Pipeline<Batch> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut batches = Vec::new();
+    for start in (0..n).step_by(batch) {
+        let size = batch.min(n - start);
+        let mut pixels = Vec::new();
+        let mut labels = Vec::new();
+        for _ in 0..size {
+            let bright = rng.random_bool(0.5);
+            let base = if bright { 150.0 } else { 90.0 };
+            pixels.extend((0..48).map(|_| base + rng.random_range(-40.0f32..40.0)));
+            labels.push(f32::from(u8::from(bright)));
+        }
+        let x = Tensor::from_vec(pixels, (size, 3, 4, 4), &Device::Cpu).unwrap();
+        let y = Tensor::from_vec(labels, (size, 1), &Device::Cpu).unwrap();
+        batches.push((x, y));
+    }
+    Pipeline::from_vec(batches)
+}
+
+fn trainer<'a>(model: &'a Tiny, weights: &'a VarMap, lr: f64) -> Trainer<'a> {
+    Trainer {
+        model,
+        weights,
+        optimizer: Adam::new(weights, Arc::new(Constant(lr))).unwrap(),
+        metrics: tutorial_metrics(),
+    }
+}
+
+fn quiet(epochs: usize) -> FitOptions {
+    FitOptions {
+        epochs,
+        progress: false,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_model_learns_and_the_history_says_so() {
+    let (model, weights) = tiny();
+    let mut trainer = trainer(&model, &weights, 0.05);
+    let (train, val) = (data(400, 25, 1), data(100, 25, 2));
+    let before = trainer.evaluate(&val).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut logger = CsvLogger::new(dir.path().join("history.csv"));
+    let history = trainer
+        .fit(&train, Some(&val), &quiet(8), &mut [&mut logger])
+        .unwrap();
+    assert_eq!(history.epochs.len(), 8);
+    let loss = history.series("loss");
+    assert!(loss[7] < loss[0] * 0.8, "{loss:?}");
+    let val_accuracy = history.series("val_binary_accuracy")[7];
+    assert!(val_accuracy > 0.9, "{val_accuracy} (before: {before:?})");
+    assert!(history.names().contains(&"val_auc".to_string()));
+    let frame = history.to_frame().unwrap();
+    assert_eq!(frame.height(), 8);
+    let csv = std::fs::read_to_string(dir.path().join("history.csv")).unwrap();
+    assert!(csv.starts_with("epoch,"), "{csv}");
+    assert_eq!(csv.lines().count(), 9);
+}
+
+#[test]
+fn steps_per_epoch_repeats_the_data_and_carries_on() {
+    let (model, weights) = tiny();
+    let mut trainer = trainer(&model, &weights, 0.01);
+    let options = FitOptions {
+        steps_per_epoch: Some(5),
+        ..quiet(4)
+    };
+    // 3 batches of data, 4 epochs of 5 steps: 20 steps, the data seen almost 7 times.
+    trainer
+        .fit(&data(75, 25, 3), None, &options, &mut [])
+        .unwrap();
+    assert_eq!(trainer.optimizer.iterations, 20);
+}
+
+/// Sets the weight to the epoch number, so that the restored weights tell which epoch
+/// they come from.
+fn stamp(weights: &VarMap, epoch: usize) {
+    for var in weights.data().lock().unwrap().values() {
+        let value = Tensor::full(epoch as f32, var.shape(), &Device::Cpu).unwrap();
+        var.set(&value).unwrap();
+    }
+}
+
+fn stamped(weights: &VarMap) -> f32 {
+    let vars = weights.data().lock().unwrap();
+    let var = vars.values().next().unwrap();
+    var.as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()[0]
+}
+
+#[test]
+fn early_stopping_stops_and_restores_at_the_right_epoch() {
+    let (_, weights) = tiny();
+    let mut early = EarlyStopping::new("val_loss", 3, true);
+    let val_losses = [1.0, 0.8, 0.9, 0.85, 0.81, 0.7, 0.95];
+    let mut stopped_at = None;
+    for (epoch, &v) in val_losses.iter().enumerate() {
+        stamp(&weights, epoch);
+        let logs = Logs::from([("val_loss".to_string(), v)]);
+        if early.on_epoch_end(epoch, &logs, &weights).unwrap() == Control::Stop {
+            stopped_at = Some(epoch);
+            break;
+        }
+    }
+    // Best at epoch 1 (0.8); epochs 2, 3 and 4 do not beat it: stop after epoch 4.
+    assert_eq!(stopped_at, Some(4));
+    assert_eq!(early.best_epoch(), Some(1));
+    early.on_train_end(&Default::default(), &weights).unwrap();
+    assert_eq!(stamped(&weights), 1.0);
+
+    // Larger is better for anything not named like a loss.
+    let mut early = EarlyStopping::new("val_auc", 1, false);
+    let logs = |v: f64| Logs::from([("val_auc".to_string(), v)]);
+    assert_eq!(
+        early.on_epoch_end(0, &logs(0.7), &weights).unwrap(),
+        Control::Continue
+    );
+    assert_eq!(
+        early.on_epoch_end(1, &logs(0.8), &weights).unwrap(),
+        Control::Continue
+    );
+    assert_eq!(
+        early.on_epoch_end(2, &logs(0.75), &weights).unwrap(),
+        Control::Stop
+    );
+}
+
+#[test]
+fn checkpoints_keep_the_best_and_an_interrupted_write_leaves_the_last_intact() {
+    let (_, weights) = tiny();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("xray_model.safetensors");
+    let mut checkpoint = ModelCheckpoint::new(&path, true);
+    for (epoch, v) in [0.9, 0.7, 0.8].into_iter().enumerate() {
+        stamp(&weights, epoch);
+        let logs = Logs::from([("val_loss".to_string(), v)]);
+        checkpoint.on_epoch_end(epoch, &logs, &weights).unwrap();
+    }
+    assert_eq!(checkpoint.saved_epoch, Some(1));
+    let saved = std::fs::read(&path).unwrap();
+    let loaded = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    let first = loaded.values().next().unwrap().flatten_all().unwrap();
+    assert_eq!(first.to_vec1::<f32>().unwrap()[0], 1.0);
+
+    // A save that dies half way (the writer fails after some bytes) changes nothing.
+    let result = cxr::io::replace_atomic(&path, |tmp| {
+        std::fs::write(tmp, &saved[..saved.len() / 2]).unwrap();
+        Err(cxr::Error::BadArgument("the machine lost power".into()))
+    });
+    assert!(result.is_err());
+    assert_eq!(std::fs::read(&path).unwrap(), saved);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+}
+
+#[test]
+fn a_nan_loss_stops_training_with_the_step_and_keeps_the_checkpoint() {
+    let (model, weights) = tiny();
+    let mut trainer = trainer(&model, &weights, 0.01);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    let mut checkpoint = ModelCheckpoint::new(&path, false);
+    let good = data(50, 25, 4);
+    trainer
+        .fit(&good, None, &quiet(1), &mut [&mut checkpoint])
+        .unwrap();
+    let saved = std::fs::read(&path).unwrap();
+
+    let mut batches = good.collect_vec().unwrap();
+    let (x, y) = batches.pop().unwrap();
+    let poisoned = x
+        .broadcast_mul(&Tensor::new(f32::NAN, &Device::Cpu).unwrap())
+        .unwrap();
+    batches.push((poisoned, y));
+    let bad = Pipeline::from_vec(batches);
+    let error = trainer
+        .fit(&bad, None, &quiet(1), &mut [&mut checkpoint])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("NaN at epoch 1, step 2"), "{error}");
+    assert!(error.contains("Lower the learning rate"), "{error}");
+    assert_eq!(std::fs::read(&path).unwrap(), saved);
+}
+
+#[test]
+fn single_class_data_is_refused() {
+    let (model, weights) = tiny();
+    let mut trainer = trainer(&model, &weights, 0.01);
+    let x = Tensor::zeros((10, 3, 4, 4), DType::F32, &Device::Cpu).unwrap();
+    let y = Tensor::zeros((10, 1), DType::F32, &Device::Cpu).unwrap();
+    let only_normal = Pipeline::from_vec(vec![(x, y)]);
+    let error = trainer
+        .fit(&only_normal, None, &quiet(2), &mut [])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("only NORMAL") && error.contains("both NORMAL and PNEUMONIA"),
+        "{error}"
+    );
+    let empty: Pipeline<Batch> = Pipeline::from_vec(Vec::new());
+    let error = trainer
+        .fit(&empty, None, &quiet(1), &mut [])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("no batch"), "{error}");
+}
