@@ -17,21 +17,37 @@ pub fn glorot_uniform(fan_in: usize, fan_out: usize) -> Init {
 }
 
 /// A convolution with `padding = k / 2` ("same" for odd kernels) and stride 1, Keras's
-/// `Conv2D(filters, k, padding="same")`; weights `(out, in, k, k)` as in PyTorch.
+/// `Conv2D(filters, k, padding="same")`; weights `(out, in, k, k)` as in PyTorch. On the
+/// CPU its gradients go through [`super::kernels::conv2d`].
+#[derive(Debug, Clone)]
+pub struct Conv2dSame {
+    weight: Tensor,
+    bias: Tensor,
+    padding: usize,
+}
+
+/// Builds a [`Conv2dSame`] with weights `weight` `(out, in, k, k)` and `bias` `(out)`.
 pub fn conv2d_same(
     in_channels: usize,
     out_channels: usize,
     k: usize,
     vb: VarBuilder,
-) -> Result<Conv2d> {
-    let cfg = Conv2dConfig {
-        padding: k / 2,
-        ..Default::default()
-    };
+) -> Result<Conv2dSame> {
     let init = glorot_uniform(in_channels * k * k, out_channels * k * k);
     let weight = vb.get_with_hints((out_channels, in_channels, k, k), "weight", init)?;
     let bias = vb.get_with_hints(out_channels, "bias", Init::Const(0.0))?;
-    Ok(Conv2d::new(weight, Some(bias), cfg))
+    Ok(Conv2dSame {
+        weight,
+        bias,
+        padding: k / 2,
+    })
+}
+
+impl Module for Conv2dSame {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let y = super::kernels::conv2d(xs, &self.weight, self.padding)?;
+        y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+    }
 }
 
 /// A fully connected layer, Keras's `Dense(units)`; weight `(out, in)` as in PyTorch.
@@ -137,7 +153,8 @@ impl Default for SeparableConv2dConfig {
 #[derive(Debug, Clone)]
 pub struct SeparableConv2d {
     depthwise: Conv2d,
-    pointwise: Conv2d,
+    pointwise_weight: Tensor,
+    pointwise_bias: Tensor,
 }
 
 /// Builds a [`SeparableConv2d`]; weights `depthwise.weight` `(in * m, 1, k, k)`,
@@ -170,13 +187,21 @@ pub fn separable_conv2d(
     let pw_bias = pw.get_with_hints(out_channels, "bias", Init::Const(0.0))?;
     Ok(SeparableConv2d {
         depthwise: Conv2d::new(dw_weight, None, depthwise_cfg),
-        pointwise: Conv2d::new(pw_weight, Some(pw_bias), Conv2dConfig::default()),
+        pointwise_weight: pw_weight,
+        pointwise_bias: pw_bias,
     })
 }
 
 impl Module for SeparableConv2d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        xs.apply(&self.depthwise)?.apply(&self.pointwise)
+        let cfg = self.depthwise.config();
+        let mid = if cfg.groups == xs.dim(1)? && cfg.stride == 1 && cfg.dilation == 1 {
+            super::kernels::depthwise_conv2d(xs, self.depthwise.weight(), cfg.padding)?
+        } else {
+            xs.apply(&self.depthwise)?
+        };
+        let y = super::kernels::pointwise(&mid, &self.pointwise_weight)?;
+        y.broadcast_add(&self.pointwise_bias.reshape((1, (), 1, 1))?)
     }
 }
 

@@ -4,6 +4,7 @@
 //! all and batch norm and dropout know whether they are training. Tensors are channels
 //! first, `(N, C, H, W)`, as candle's convolutions take them.
 
+pub mod kernels;
 pub mod layers;
 pub mod summary;
 pub mod vgg;
@@ -11,7 +12,7 @@ pub mod weights;
 pub mod xray_cnn;
 
 pub use layers::{
-    BatchNorm, BatchNormConfig, Flatten, MaxPool2d, Rescaling, SeparableConv2d,
+    BatchNorm, BatchNormConfig, Conv2dSame, Flatten, MaxPool2d, Rescaling, SeparableConv2d,
     SeparableConv2dConfig,
 };
 pub use summary::{LayerRow, Summary};

@@ -3,9 +3,9 @@
 //! weights (introduced in chapter 4).
 
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{Conv2d, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
-use super::layers::{conv2d_same, dense, max_pool2d};
+use super::layers::{Conv2dSame, conv2d_same, dense, max_pool2d};
 use super::summary::{Summary, SummaryBuilder};
 
 /// Which VGG.
@@ -117,7 +117,7 @@ impl VggConfig {
 #[derive(Debug, Clone)]
 pub struct Vgg {
     cfg: VggConfig,
-    blocks: Vec<Vec<Conv2d>>,
+    blocks: Vec<Vec<Conv2dSame>>,
     top: Option<(Linear, Linear, Linear)>,
     summary: Summary,
 }

@@ -4,11 +4,11 @@
 //! `dense1_bn`), since Keras's own (`separable_conv2d_3`) depend on build order.
 
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{Conv2d, Dropout, Init, Linear, VarBuilder};
+use candle_nn::{Dropout, Init, Linear, VarBuilder};
 
 use super::layers::{
-    BatchNorm, BatchNormConfig, Rescaling, SeparableConv2d, SeparableConv2dConfig, batch_norm,
-    conv2d_same, dense, glorot_uniform, max_pool2d, separable_conv2d,
+    BatchNorm, BatchNormConfig, Conv2dSame, Rescaling, SeparableConv2d, SeparableConv2dConfig,
+    batch_norm, conv2d_same, dense, glorot_uniform, max_pool2d, separable_conv2d,
 };
 use super::summary::{Summary, SummaryBuilder};
 
@@ -67,8 +67,8 @@ struct DenseBlock {
 pub struct XrayCnn {
     cfg: XrayCnnConfig,
     rescale: Rescaling,
-    conv1: Conv2d,
-    conv2: Conv2d,
+    conv1: Conv2dSame,
+    conv2: Conv2dSame,
     blocks: Vec<ConvBlock>,
     dense: Vec<DenseBlock>,
     output: Linear,

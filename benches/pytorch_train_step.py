@@ -1,0 +1,48 @@
+"""The PyTorch peer of benches/train_step.rs: full training steps (forward in training
+mode, BCE with logits, backward, Adam) of the tutorial CNN on batches of 25 images of
+180 x 180 x 3, on the CPU, in both memory layouts.
+
+    python3 -m venv /tmp/pytorch && /tmp/pytorch/bin/pip install torch torchvision
+    /tmp/pytorch/bin/python benches/pytorch_train_step.py
+"""
+import os
+import time
+
+import torch
+
+from pytorch_models import xray_cnn
+
+STEPS = int(os.environ.get("STEPS", "3"))
+BATCH = int(os.environ.get("BATCH", "25"))
+
+
+def run(channels_last):
+    torch.manual_seed(0)
+    model = xray_cnn().train()
+    x = torch.rand(BATCH, 3, 180, 180) * 255
+    y = torch.randint(0, 2, (BATCH, 1)).float()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(model(x / 255.0), y)
+        loss.backward()
+        opt.step()
+
+    step()
+    start = time.perf_counter()
+    for _ in range(STEPS):
+        step()
+    per = (time.perf_counter() - start) / STEPS
+    layout = "channels-last" if channels_last else "channels-first"
+    print(f"PyTorch {torch.__version__} tutorial CNN ({layout}), batch {BATCH}: {per:.2f} s per step, {BATCH / per:.1f} images/s")
+
+
+if __name__ == "__main__":
+    print(f"{torch.get_num_threads()} threads")
+    run(False)
+    run(True)

@@ -1,0 +1,65 @@
+//! Training throughput of the tutorial's CNN: full steps (forward in training mode,
+//! binary cross-entropy from the logit, backward, Adam) on batches of 25 images of
+//! 180 x 180 x 3, as `cargo bench --bench train_step`. `benches/pytorch_train_step.py`
+//! times the same model in PyTorch; BENCHMARKS.md has both.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device, ModuleT, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use cxr::nn::{XrayCnnConfig, xray_cnn};
+use cxr::train::{Adam, Constant, binary_cross_entropy_with_logits};
+
+fn main() -> cxr::Result<()> {
+    let batch: usize = std::env::var("BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(25);
+    let steps: usize = std::env::var("STEPS")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(3);
+    let varmap = VarMap::new();
+    let model = xray_cnn(
+        XrayCnnConfig::default(),
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )?;
+    let mut adam = Adam::new(&varmap, Arc::new(Constant(1e-3)))?;
+    let x = Tensor::rand(0f32, 255f32, (batch, 3, 180, 180), &Device::Cpu)?;
+    let y = Tensor::rand(0f32, 1f32, (batch, 1), &Device::Cpu)?.round()?;
+    let step = |adam: &mut Adam| -> cxr::Result<(f64, f64, f64)> {
+        let t0 = Instant::now();
+        let logits = model.forward_t(&x, true)?;
+        let loss = binary_cross_entropy_with_logits(&logits, &y, None)?;
+        let t1 = Instant::now();
+        let grads = loss.backward()?;
+        let t2 = Instant::now();
+        adam.step(&grads)?;
+        let t3 = Instant::now();
+        Ok((
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64(),
+            (t3 - t2).as_secs_f64(),
+        ))
+    };
+    step(&mut adam)?;
+    let (mut forward, mut backward, mut update) = (0.0, 0.0, 0.0);
+    let start = Instant::now();
+    for _ in 0..steps {
+        let (f, b, u) = step(&mut adam)?;
+        forward += f;
+        backward += b;
+        update += u;
+    }
+    let per_step = start.elapsed().as_secs_f64() / steps as f64;
+    println!(
+        "cxr tutorial CNN, batch {batch}: {:.2} s per step (forward {:.2}, backward {:.2}, Adam {:.3}), {:.1} images/s",
+        per_step,
+        forward / steps as f64,
+        backward / steps as f64,
+        update / steps as f64,
+        batch as f64 / per_step
+    );
+    Ok(())
+}
