@@ -103,6 +103,15 @@ pub enum Panel<'a> {
         /// `(label, (x, y))` points to mark with a dot and a label.
         marks: &'a [(&'a str, (f64, f64))],
     },
+    /// Curves on axes scaled to fit them: training histories.
+    Lines {
+        /// What the curves show.
+        title: &'a str,
+        /// `(x axis, y axis)` names.
+        axes: (&'a str, &'a str),
+        /// The curves.
+        series: &'a [Series<'a>],
+    },
 }
 
 /// One curve of [`Panel::Curves`].
@@ -163,6 +172,7 @@ impl Panel<'_> {
             }
             Panel::Heatmap { .. } => CHART_WIDTH + LEFT,
             Panel::Curves { .. } => PLOT_HEIGHT + LEFT + RIGHT + 40,
+            Panel::Lines { .. } => CHART_WIDTH + LEFT,
         }
     }
 }
@@ -205,6 +215,11 @@ pub fn grid(columns: usize, panels: &[Panel]) -> Result<Figure> {
                     diagonal,
                     marks,
                 } => draw_curves(&area, title, *axes, series, *diagonal, marks)?,
+                Panel::Lines {
+                    title,
+                    axes,
+                    series,
+                } => draw_lines(&area, title, *axes, series)?,
             }
         }
         root.present().map_err(plot_error)?;
@@ -520,6 +535,82 @@ fn draw_curves<DB: DrawingBackend>(
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(plot_error)?;
+    Ok(())
+}
+
+fn draw_lines<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    (x_name, y_name): (&str, &str),
+    series: &[Series],
+) -> Result<()> {
+    let finite = |v: &&f64| v.is_finite();
+    let xs = series.iter().flat_map(|s| s.x.iter()).filter(finite);
+    let ys = series.iter().flat_map(|s| s.y.iter()).filter(finite);
+    let (x0, x1) = xs.fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let (y0, y1) = ys.fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let (x0, x1) = if x0 < x1 {
+        (x0, x1)
+    } else {
+        (x0.min(0.0), x0.max(0.0) + 1.0)
+    };
+    let pad = ((y1 - y0) * 0.08).max(1e-3);
+    let (y0, y1) = if y0 <= y1 {
+        (y0 - pad, y1 + pad)
+    } else {
+        (0.0, 1.0)
+    };
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin_right(RIGHT)
+        .x_label_area_size(40)
+        .y_label_area_size(LEFT)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .bold_line_style(RGBColor(225, 225, 225))
+        .x_desc(x_name)
+        .y_desc(y_name)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.2}"))
+        .draw()
+        .map_err(plot_error)?;
+    for (i, curve) in series.iter().enumerate() {
+        let color = named_color(curve.color).unwrap_or_else(|| {
+            let (r, g, b) = Palette99::pick(i).to_rgba().rgb();
+            RGBColor(r, g, b)
+        });
+        let points: Vec<(f64, f64)> = curve
+            .x
+            .iter()
+            .copied()
+            .zip(curve.y.iter().copied())
+            .filter(|(_, y)| y.is_finite())
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(plot_error)?
+            .label(curve.label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, color.filled())),
+            )
+            .map_err(plot_error)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
         .draw()
         .map_err(plot_error)?;
     Ok(())

@@ -80,6 +80,37 @@ enum Command {
         #[arg(long, default_value = cxr::fetch::TUTORIAL_BASE_URL)]
         url: String,
     },
+    /// Train the tutorial's CNN (chapter 9): on --data in either layout, or on generated
+    /// images; writes the model, the history, test predictions and figures to --out.
+    Train {
+        /// The data set: the tutorial's TFRecords or train/val/test class folders.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Where the outputs go.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// The tutorial's full settings (180 x 180, up to 100 epochs) instead of the quick run.
+        #[arg(long)]
+        full: bool,
+        /// At most this many epochs.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Image side in pixels.
+        #[arg(long)]
+        image_size: Option<usize>,
+        /// Steps per epoch (the data repeats).
+        #[arg(long)]
+        steps_per_epoch: Option<usize>,
+    },
+    /// Classify X-rays with a model saved by `cxr train`.
+    Predict {
+        /// JPEG or PNG files.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// The saved weights (an xray_model.json beside them gives the image size).
+        #[arg(long, default_value = "out/xray_model.safetensors")]
+        model: PathBuf,
+    },
     /// Write or check TFRecord files in the layout of the Keras tutorial.
     Tfrecord {
         #[command(subcommand)]
@@ -156,9 +187,69 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         None => {
             println!(
-                "cxr: running the main job, chapter 1 on the bundled X-rays (see `cxr --help` for more)"
+                "cxr: running the main job, the Keras tutorial's CNN trained on generated chest images (see `cxr --help` for more)"
             );
-            lesson(1, &PathBuf::from("out"), None, None)?;
+            train(
+                None,
+                &PathBuf::from("out"),
+                &cxr::ch09_tutorial::TrainConfig::quick(),
+            )?;
+        }
+        Some(Command::Train {
+            data,
+            out,
+            full,
+            epochs,
+            image_size,
+            steps_per_epoch,
+        }) => {
+            let mut cfg = if full {
+                cxr::ch09_tutorial::TrainConfig::tutorial()
+            } else {
+                cxr::ch09_tutorial::TrainConfig::quick()
+            };
+            cfg.epochs = epochs.unwrap_or(cfg.epochs);
+            cfg.image_size = image_size.unwrap_or(cfg.image_size);
+            cfg.steps_per_epoch = steps_per_epoch.or(cfg.steps_per_epoch);
+            train(data.as_deref(), &out, &cfg)?;
+        }
+        Some(Command::Predict { images, model }) => {
+            let size = std::fs::read_to_string(model.with_extension("json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["image_size"].as_u64())
+                .unwrap_or(180) as usize;
+            let varmap = cxr::candle_nn::VarMap::new();
+            let vb = cxr::candle_nn::VarBuilder::from_varmap(
+                &varmap,
+                cxr::candle_core::DType::F32,
+                &cxr::candle_core::Device::Cpu,
+            );
+            let cnn = cxr::nn::xray_cnn(
+                cxr::nn::XrayCnnConfig {
+                    image_size: (size, size),
+                    ..Default::default()
+                },
+                vb,
+            )?;
+            cxr::nn::load(&varmap, &model, |name| Some(name.to_string()))?;
+            for image in images {
+                let bytes = std::fs::read(&image)
+                    .with_context(|| format!("cannot read {}", image.display()))?;
+                let example = cxr::ch09_tutorial::process_path_sized(
+                    bytes,
+                    image.display().to_string(),
+                    size,
+                )?;
+                let (x, _) =
+                    cxr::ch09_tutorial::batch_tensors(&[example], &cxr::candle_core::Device::Cpu)?;
+                let p = cxr::train::predict(&cnn, &x)?[0];
+                println!(
+                    "{}: {}",
+                    image.display(),
+                    cxr::ch09_tutorial::describe_prediction(p)
+                );
+            }
         }
         Some(Command::Fetch { to, source, url }) => {
             let options = cxr::fetch::FetchOptions {
@@ -285,6 +376,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Trains with Ctrl-C wired to stop after the current step.
+fn train(
+    data: Option<&std::path::Path>,
+    out: &std::path::Path,
+    cfg: &cxr::ch09_tutorial::TrainConfig,
+) -> Result<()> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    // A second handler cannot be installed; training still works without one.
+    let _ = ctrlc::set_handler(move || {
+        eprintln!("\nstopping after this step (the best checkpoint is kept)");
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    for line in cxr::ch09_tutorial::train_tutorial(data, out, cfg, Some(stop))? {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 fn lesson(
