@@ -246,3 +246,19 @@ fn single_class_data_is_refused() {
         .to_string();
     assert!(error.contains("no batch"), "{error}");
 }
+
+#[test]
+fn the_history_figure_has_the_tutorials_four_panels() {
+    let mut history = cxr::train::History::default();
+    for epoch in 0..3 {
+        let mut logs = Logs::new();
+        for name in ["precision", "recall", "binary_accuracy", "loss"] {
+            logs.insert(name.to_string(), 0.5 + epoch as f64 / 10.0);
+            logs.insert(format!("val_{name}"), 0.4 + epoch as f64 / 10.0);
+        }
+        history.epochs.push(logs);
+    }
+    let figure = cxr::ch09_tutorial::history_figure(&history).unwrap();
+    let (w, h) = figure.size();
+    assert!(w > 1000 && h > 800, "{w} x {h}");
+}

@@ -575,7 +575,14 @@ fn draw_lines<DB: DrawingBackend>(
         .bold_line_style(RGBColor(225, 225, 225))
         .x_desc(x_name)
         .y_desc(y_name)
-        .x_label_formatter(&|v| format!("{v:.0}"))
+        // Epochs are whole numbers: label only the ticks that fall on one.
+        .x_label_formatter(&|v| {
+            if (v - v.round()).abs() < 1e-9 {
+                format!("{v:.0}")
+            } else {
+                String::new()
+            }
+        })
         .y_label_formatter(&|v| format!("{v:.2}"))
         .draw()
         .map_err(plot_error)?;
