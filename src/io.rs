@@ -35,17 +35,22 @@ pub fn write_atomic(
 /// left as it was.
 pub fn replace_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     create_parent(path)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    // Unique per process and per call, so two threads writing one file never share a temp file.
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()));
+    let tmp = temp_path(path);
     let result =
         write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// A hidden temporary name beside `path`, unique per process and per call, so two
+/// threads writing one file never share a temporary file.
+pub fn temp_path(path: &Path) -> std::path::PathBuf {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
 }
 
 /// Writes bytes atomically.

@@ -357,14 +357,7 @@ impl TfRecordWriter {
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         crate::io::create_parent(&path)?;
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("records");
-        // Unique per process and writer, so two writers of one file never share it.
-        static WRITERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = WRITERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()));
+        let tmp = crate::io::temp_path(&path);
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         Ok(TfRecordWriter {
             path,

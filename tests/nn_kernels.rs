@@ -7,16 +7,11 @@ use candle_core::{Device, Tensor, Var};
 use cxr::nn::kernels::{conv2d, depthwise_conv2d, pointwise};
 use rand::{Rng, SeedableRng};
 
+mod common;
+
 fn close(a: &Tensor, b: &Tensor, what: &str) {
     assert_eq!(a.dims(), b.dims(), "{what}: shapes");
-    let diff = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = common::max_abs_diff(a, b);
     let size = b
         .abs()
         .unwrap()

@@ -74,16 +74,26 @@ pub fn load(
 
 /// The variables an optimiser should train: all but batch norms' running statistics.
 pub fn trainable_vars(varmap: &VarMap) -> Result<Vec<Var>> {
-    let vars = lock(varmap)?;
-    let mut named: Vec<(&String, &Var)> = vars
-        .iter()
-        .filter(|(k, _)| !k.ends_with(".running_mean") && !k.ends_with(".running_var"))
-        .collect();
-    named.sort_by(|a, b| a.0.cmp(b.0));
-    Ok(named.into_iter().map(|(_, v)| v.clone()).collect())
+    Ok(trainable_named(varmap)?
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect())
 }
 
-fn lock(varmap: &VarMap) -> Result<std::sync::MutexGuard<'_, HashMap<String, Var>>> {
+/// [`trainable_vars`] with their names, sorted by name.
+pub fn trainable_named(varmap: &VarMap) -> Result<Vec<(String, Var)>> {
+    let vars = lock(varmap)?;
+    let mut named: Vec<(String, Var)> = vars
+        .iter()
+        .filter(|(k, _)| !k.ends_with(".running_mean") && !k.ends_with(".running_var"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(named)
+}
+
+/// The variables of `varmap`, or an error if a thread panicked while holding them.
+pub(crate) fn lock(varmap: &VarMap) -> Result<std::sync::MutexGuard<'_, HashMap<String, Var>>> {
     varmap
         .data()
         .lock()

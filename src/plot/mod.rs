@@ -11,6 +11,7 @@ use image::{Rgb, RgbImage};
 use plotters::prelude::*;
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::imaging::{Filter, Histogram, XRay, resize};
@@ -498,25 +499,7 @@ fn draw_curves<DB: DrawingBackend>(
             .label("chance (AUC = 0.50)")
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
-    for (i, curve) in series.iter().enumerate() {
-        let color = named_color(curve.color).unwrap_or_else(|| {
-            let (r, g, b) = Palette99::pick(i).to_rgba().rgb();
-            RGBColor(r, g, b)
-        });
-        let points: Vec<(f64, f64)> = curve
-            .x
-            .iter()
-            .copied()
-            .zip(curve.y.iter().copied())
-            .collect();
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))
-            .map_err(plot_error)?
-            .label(curve.label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-    }
+    draw_series_lines(&mut chart, series, false)?;
     for (text, (x, y)) in marks {
         chart
             .draw_series([Circle::new((*x, *y), 5, BLACK.filled())])
@@ -537,6 +520,45 @@ fn draw_curves<DB: DrawingBackend>(
         .position(SeriesLabelPosition::LowerRight)
         .draw()
         .map_err(plot_error)?;
+    Ok(())
+}
+
+/// Draws each series as a line named in the legend (dots on its points with `dots`),
+/// in its named colour or else the palette's; non-finite values are left out.
+fn draw_series_lines<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    series: &[Series],
+    dots: bool,
+) -> Result<()> {
+    for (i, curve) in series.iter().enumerate() {
+        let color = named_color(curve.color).unwrap_or_else(|| {
+            let (r, g, b) = Palette99::pick(i).to_rgba().rgb();
+            RGBColor(r, g, b)
+        });
+        let points: Vec<(f64, f64)> = curve
+            .x
+            .iter()
+            .copied()
+            .zip(curve.y.iter().copied())
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(plot_error)?
+            .label(curve.label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        if dots {
+            chart
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 3, color.filled())),
+                )
+                .map_err(plot_error)?;
+        }
+    }
     Ok(())
 }
 
@@ -586,33 +608,7 @@ fn draw_lines<DB: DrawingBackend>(
         .y_label_formatter(&|v| format!("{v:.2}"))
         .draw()
         .map_err(plot_error)?;
-    for (i, curve) in series.iter().enumerate() {
-        let color = named_color(curve.color).unwrap_or_else(|| {
-            let (r, g, b) = Palette99::pick(i).to_rgba().rgb();
-            RGBColor(r, g, b)
-        });
-        let points: Vec<(f64, f64)> = curve
-            .x
-            .iter()
-            .copied()
-            .zip(curve.y.iter().copied())
-            .filter(|(_, y)| y.is_finite())
-            .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(plot_error)?
-            .label(curve.label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 3, color.filled())),
-            )
-            .map_err(plot_error)?;
-    }
+    draw_series_lines(&mut chart, series, true)?;
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.9))

@@ -138,18 +138,14 @@ impl EarlyStopping {
 }
 
 fn snapshot(weights: &VarMap) -> Result<Vec<(String, Tensor)>> {
-    let vars = weights.data().lock().map_err(|_| {
-        crate::Error::BadArgument("the weights are locked by a thread that panicked".into())
-    })?;
+    let vars = crate::nn::weights::lock(weights)?;
     vars.iter()
         .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?)))
         .collect()
 }
 
 fn restore(weights: &VarMap, saved: &[(String, Tensor)]) -> Result<()> {
-    let vars = weights.data().lock().map_err(|_| {
-        crate::Error::BadArgument("the weights are locked by a thread that panicked".into())
-    })?;
+    let vars = crate::nn::weights::lock(weights)?;
     for (name, tensor) in saved {
         if let Some(var) = vars.get(name) {
             var.set(tensor)?;

@@ -293,9 +293,6 @@ pub fn evaluate(
     for m in metrics.iter() {
         logs.insert(m.name().to_string(), m.result());
     }
-    for m in metrics.iter_mut() {
-        m.reset();
-    }
     Ok(logs)
 }
 

@@ -41,22 +41,15 @@ pub struct Adam {
 impl Adam {
     /// Trains every variable of `varmap` except batch-norm running statistics.
     pub fn new(varmap: &VarMap, schedule: Arc<dyn LearningRateSchedule>) -> Result<Self> {
-        let vars = varmap.data().lock().map_err(|_| {
-            Error::BadArgument("the weights are locked by a thread that panicked".into())
-        })?;
-        let mut named: Vec<(&String, &Var)> = vars
-            .iter()
-            .filter(|(k, _)| !k.ends_with(".running_mean") && !k.ends_with(".running_var"))
-            .collect();
-        named.sort_by(|a, b| a.0.cmp(b.0));
+        let named = crate::nn::weights::trainable_named(varmap)?;
         let slots = named
             .into_iter()
             .map(|(name, var)| {
                 Ok(Slot {
-                    name: name.clone(),
-                    var: var.clone(),
                     m: Var::zeros(var.shape(), var.dtype(), var.device())?,
                     v: Var::zeros(var.shape(), var.dtype(), var.device())?,
+                    name,
+                    var,
                 })
             })
             .collect::<Result<_>>()?;
