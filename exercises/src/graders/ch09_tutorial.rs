@@ -1,6 +1,6 @@
-//! Grader for chapter 9: labels from paths, then the split size.
+//! Grader for chapter 9: labels from paths, the split size, then the class weights.
 
-use crate::ch09_tutorial::{get_label, train_size};
+use crate::ch09_tutorial::{class_weights, get_label, train_size};
 
 #[test]
 fn instruction_1_label_from_the_path() {
@@ -46,6 +46,29 @@ fn instruction_2_split_size() {
             train_size(total),
             cxr::ch09_tutorial::train_size(total),
             "train_size({total}): scale 4200 / 5232 and round to the nearest image"
+        );
+    }
+}
+
+#[test]
+fn instruction_3_class_weights() {
+    let [w0, w1] = class_weights(1349, 3883);
+    assert!(
+        (w0 - 1.9391).abs() < 1e-3 && (w1 - 0.6737).abs() < 1e-3,
+        "class_weights(1349, 3883) is [{w0:.4}, {w1:.4}]; the tutorial prints 1.94 and 0.67. \
+         Hint: (1 / count) * total / 2 for each class"
+    );
+    for (normal, pneumonia) in [(10, 30), (266, 711), (50, 50)] {
+        let [w0, w1] = class_weights(normal, pneumonia);
+        let [e0, e1] = cxr::ch09_tutorial::class_weights(normal, pneumonia);
+        assert!(
+            (w0 - e0).abs() < 1e-9 && (w1 - e1).abs() < 1e-9,
+            "class_weights({normal}, {pneumonia}) is [{w0}, {w1}], expected [{e0}, {e1}]"
+        );
+        let (n0, n1) = (normal as f64 * w0, pneumonia as f64 * w1);
+        assert!(
+            (n0 - n1).abs() < 1e-9,
+            "weighted, both classes should count the same"
         );
     }
 }
