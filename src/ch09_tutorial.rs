@@ -8,7 +8,7 @@ use image::{DynamicImage, RgbImage};
 
 use crate::data::{Pipeline, Record, Split, SplitOptions, patient_id, train_val_test_split};
 use crate::imaging::{XRay, resize_bilinear_tf};
-use crate::plot::{Figure, Panel, Series, grid};
+use crate::plot::{Figure, Panel, grid};
 use crate::tfrecord::{ReadOptions, TfRecordReader, read_pairs};
 use crate::{Error, Result};
 
@@ -390,6 +390,11 @@ pub struct TrainConfig {
     pub batch_norm: crate::nn::BatchNormConfig,
     /// Progress bars and per-epoch lines.
     pub progress: bool,
+    /// Continue the run saved in this training state (`out/train_state.safetensors`).
+    pub resume: Option<std::path::PathBuf>,
+    /// Where to train (`--devices`): `cpu`, `cpu:N`, `cuda`, `cuda:0,1`, `metal` or
+    /// `auto`; see [`crate::distribute::Strategy::parse`].
+    pub devices: String,
 }
 
 impl TrainConfig {
@@ -406,6 +411,8 @@ impl TrainConfig {
             generated_images: 2000,
             batch_norm: crate::nn::BatchNormConfig::keras(),
             progress: true,
+            resume: None,
+            devices: "cpu".into(),
         }
     }
 
@@ -595,42 +602,11 @@ pub fn to_batches(
 /// The tutorial's four plots: precision, recall, accuracy and loss per epoch, training
 /// against validation.
 pub fn history_figure(history: &crate::train::History) -> Result<Figure> {
-    let epochs: Vec<f64> = (1..=history.epochs.len()).map(|e| e as f64).collect();
-    let names = ["precision", "recall", "binary_accuracy", "loss"];
-    let values: Vec<[Vec<f64>; 2]> = names
-        .iter()
-        .map(|n| [history.series(n), history.series(&format!("val_{n}"))])
-        .collect();
-    let series: Vec<[Series; 2]> = values
-        .iter()
-        .map(|[train, val]| {
-            [
-                Series {
-                    label: "train",
-                    color: "tab:blue",
-                    x: &epochs,
-                    y: train,
-                },
-                Series {
-                    label: "val",
-                    color: "tab:orange",
-                    x: &epochs,
-                    y: val,
-                },
-            ]
-        })
-        .collect();
-    let titles: Vec<String> = names.iter().map(|n| format!("Model {n}")).collect();
-    let panels: Vec<Panel> = titles
-        .iter()
-        .zip(&series)
-        .map(|(title, series)| Panel::Lines {
-            title,
-            axes: ("epochs", title.trim_start_matches("Model ")),
-            series,
-        })
-        .collect();
-    grid(2, &panels)
+    crate::plot::history_figure(
+        history,
+        &["precision", "recall", "binary_accuracy", "loss"],
+        2,
+    )
 }
 
 /// "This image is 87.65 percent PNEUMONIA", as the tutorial prints a prediction.
@@ -654,9 +630,7 @@ pub fn train_tutorial(
     cfg: &TrainConfig,
     stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 ) -> Result<Vec<String>> {
-    use crate::train::{
-        CsvLogger, EarlyStopping, FitOptions, ModelCheckpoint, Trainer, tutorial_metrics,
-    };
+    use crate::train::{CsvLogger, EarlyStopping, FitOptions, ModelCheckpoint, tutorial_metrics};
 
     let parts = load_parts(data, out, cfg)?;
     let [normal, pneumonia] = parts.train_counts;
@@ -670,25 +644,30 @@ pub fn train_tutorial(
             weights[0], weights[1]
         ),
     ];
-    let varmap = candle_nn::VarMap::new();
-    let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
-    let model = crate::nn::xray_cnn(
-        crate::nn::XrayCnnConfig {
-            image_size: (cfg.image_size, cfg.image_size),
-            output_bias: Some(bias),
-            batch_norm: cfg.batch_norm,
-        },
-        vb,
-    )?;
-    let mut trainer = Trainer {
-        model: &model,
-        weights: &varmap,
-        optimizer: crate::train::Adam::new(&varmap, Arc::new(cfg.learning_rate))?,
-        metrics: tutorial_metrics(),
-    };
-    let train = to_batches(parts.train, cfg.batch_size, Some(cfg.seed));
-    let val = to_batches(parts.val, cfg.batch_size, None);
-    let test = to_batches(parts.test, cfg.batch_size, None);
+    // The tutorial's strategy: every replica gets `batch_size` images per step.
+    let strategy = crate::distribute::Strategy::parse(&cfg.devices)?;
+    let global_batch = strategy.global_batch_size(cfg.batch_size);
+    report.push(format!(
+        "strategy: {strategy}; number of replicas: {}, global batch {global_batch}",
+        strategy.num_replicas_in_sync()
+    ));
+    let mirrored = strategy.replicate(candle_core::DType::F32, |vb, replica| {
+        crate::nn::xray_cnn(
+            crate::nn::XrayCnnConfig {
+                image_size: (cfg.image_size, cfg.image_size),
+                output_bias: Some(bias),
+                batch_norm: cfg.batch_norm,
+                seed: cfg.seed + replica as u64,
+            },
+            vb,
+        )
+    })?;
+    let mut trainer = mirrored
+        .trainer(|w| crate::train::Adam::new(w, Arc::new(cfg.learning_rate)))?
+        .with_metrics(tutorial_metrics());
+    let train = to_batches(parts.train, global_batch, Some(cfg.seed));
+    let val = to_batches(parts.val, global_batch, None);
+    let test = to_batches(parts.test, global_batch, None);
     let model_path = out.join("xray_model.safetensors");
     let mut checkpoint = ModelCheckpoint::new(&model_path, true);
     let mut early = EarlyStopping::new("val_loss", cfg.patience, true);
@@ -696,9 +675,11 @@ pub fn train_tutorial(
     let options = FitOptions {
         epochs: cfg.epochs,
         steps_per_epoch: cfg.steps_per_epoch,
-        class_weight: Some(weights),
+        class_weight: Some(weights.to_vec()),
         progress: cfg.progress,
         stop,
+        save_state: Some(out.join("train_state.safetensors")),
+        resume_from: cfg.resume.clone(),
     };
     let started = std::time::Instant::now();
     let history = trainer.fit(

@@ -55,6 +55,13 @@ pub enum Error {
     )]
     UnsupportedMode { path: PathBuf, mode: String },
 
+    #[error("devices `{spec}`: {detail}; {fix}")]
+    Device {
+        spec: String,
+        detail: String,
+        fix: String,
+    },
+
     #[error("{0}")]
     BadArgument(String),
 

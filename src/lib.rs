@@ -30,11 +30,13 @@ pub mod ch02_histograms;
 pub mod ch03_augmentation;
 pub mod ch04_vgg;
 pub mod ch05_splitting;
+pub mod ch06_training;
 pub mod ch07_confusion;
 pub mod ch08_roc;
 pub mod ch09_tutorial;
 
 pub mod data;
+pub mod distribute;
 pub mod error;
 pub mod fetch;
 pub mod imaging;

@@ -20,6 +20,9 @@ pub mod ch04_vgg;
 #[cfg_attr(feature = "solutions", path = "../solutions/ch05_splitting.rs")]
 pub mod ch05_splitting;
 
+#[cfg_attr(feature = "solutions", path = "../solutions/ch06_training.rs")]
+pub mod ch06_training;
+
 #[cfg_attr(feature = "solutions", path = "../solutions/ch07_confusion.rs")]
 pub mod ch07_confusion;
 

@@ -7,12 +7,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::{DType, Device, Tensor};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::Pipeline;
 use crate::imaging::{FillMode, Filter, FloatImage, XRay, affine_transform, keras_transform};
 use crate::{Error, Result};
 
@@ -426,6 +429,24 @@ impl DirectoryIterator {
         )?;
         let y = self.labels(&labels)?;
         Ok(Batch { x, y, paths })
+    }
+
+    /// The batches as a [`Pipeline`] that `fit` takes, as Keras's `fit` takes the iterator:
+    /// images channels first `(N, C, H, W)`, labels as `class_mode` says. Each pass is
+    /// the next epoch (a new order and new random changes); batches are made on a
+    /// background thread while the model trains on the previous one.
+    pub fn pipeline(&self) -> Pipeline<crate::train::Batch> {
+        let this = self.clone();
+        let epochs = Arc::new(AtomicU64::new(0));
+        Pipeline::from_fn(move || {
+            let epoch = epochs.fetch_add(1, Ordering::Relaxed);
+            let it = this.clone();
+            Box::new((0..it.len()).map(move |i| {
+                let batch = it.batch(epoch, i)?;
+                Ok((batch.x_channels_first()?, batch.y))
+            }))
+        })
+        .prefetch(2)
     }
 
     /// Every batch of epoch `epoch`, in order.

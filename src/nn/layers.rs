@@ -4,7 +4,7 @@
 //!
 //! Initial weights follow Keras: Glorot-uniform kernels, zero biases.
 
-use candle_core::{Module, ModuleT, Result, Tensor, Var};
+use candle_core::{DType, Module, ModuleT, Result, Tensor, Var};
 use candle_nn::{Conv2d, Conv2dConfig, Init, Linear, VarBuilder};
 
 /// Keras's default kernel initialiser: uniform in `±sqrt(6 / (fan_in + fan_out))`.
@@ -114,6 +114,78 @@ pub struct Rescaling {
 impl Module for Rescaling {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         xs.affine(self.scale, self.offset)
+    }
+}
+
+/// Keras's `Dropout(rate, seed)`: in training, zeroes each value with probability
+/// `rate` and scales the rest by `1 / (1 - rate)`; in inference, passes values through.
+///
+/// candle's own `Dropout` draws from an unseeded generator, so two runs never drop the
+/// same values. Here the mask of the `k`-th training call comes from `seed` and `k`
+/// alone, and `k` is a variable of the model (`rng_step`), saved and restored with the
+/// weights: the same seed gives the same run, and a run resumed from a checkpoint drops
+/// exactly what the uninterrupted run would have. The counter is not trained; see
+/// [`crate::nn::trainable_vars`].
+#[derive(Debug, Clone)]
+pub struct Dropout {
+    rate: f32,
+    seed: u64,
+    step: Var,
+}
+
+/// Builds a [`Dropout`] whose masks follow `seed`; its counter is `rng_step` under `vb`.
+pub fn dropout(rate: f32, seed: u64, vb: VarBuilder) -> Result<Dropout> {
+    if !(0.0..1.0).contains(&rate) {
+        candle_core::bail!("dropout needs a rate in 0..1, got {rate}");
+    }
+    let step = vb.get_with_hints(1, RNG_STEP, Init::Const(0.0))?;
+    Ok(Dropout {
+        rate,
+        seed,
+        step: Var::from_tensor(&step)?,
+    })
+}
+
+/// The name of a dropout layer's counter of training calls.
+pub const RNG_STEP: &str = "rng_step";
+
+impl Dropout {
+    /// The share of values dropped in training.
+    pub fn rate(&self) -> f32 {
+        self.rate
+    }
+
+    /// Training calls so far (the position in the random stream).
+    pub fn calls(&self) -> Result<u64> {
+        let k = self.step.as_tensor().flatten_all()?.to_dtype(DType::F64)?;
+        Ok(k.to_vec1::<f64>()?.first().copied().unwrap_or(0.0) as u64)
+    }
+}
+
+impl ModuleT for Dropout {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        if !train || self.rate == 0.0 {
+            return Ok(xs.clone());
+        }
+        use rand::{Rng, SeedableRng};
+        let k = self.calls()?;
+        self.step.set(
+            &Tensor::new(&[(k + 1) as f32], self.step.device())?.to_dtype(self.step.dtype())?,
+        )?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
+        rng.set_stream(k);
+        let keep = 1.0 / (1.0 - self.rate);
+        let mask: Vec<f32> = (0..xs.elem_count())
+            .map(|_| {
+                if rng.random::<f32>() < self.rate {
+                    0.0
+                } else {
+                    keep
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;
+        xs * mask
     }
 }
 

@@ -12,8 +12,8 @@ pub mod weights;
 pub mod xray_cnn;
 
 pub use layers::{
-    BatchNorm, BatchNormConfig, Conv2dSame, Flatten, MaxPool2d, Rescaling, SeparableConv2d,
-    SeparableConv2dConfig,
+    BatchNorm, BatchNormConfig, Conv2dSame, Dropout, Flatten, MaxPool2d, Rescaling,
+    SeparableConv2d, SeparableConv2dConfig, dropout,
 };
 pub use summary::{LayerRow, Summary};
 pub use vgg::{Pooling, VGG16_LAYOUT, VGG19_LAYOUT, Vgg, VggConfig, VggDepth, vgg};

@@ -24,7 +24,8 @@ pub fn save(varmap: &VarMap, path: impl AsRef<Path>) -> Result<()> {
 
 /// Loads `path` into the variables of `varmap`. `rename` maps a cxr name to the name in
 /// the file (the identity for files cxr saved; [`crate::nn::vgg::torchvision_name`] for
-/// torchvision's). Every variable must be found with its shape; otherwise nothing is
+/// torchvision's). Every variable must be found with its shape (dropout counters may be
+/// absent: they keep their value); otherwise nothing is
 /// changed and the error lists each missing and each mis-shaped tensor.
 pub fn load(
     varmap: &VarMap,
@@ -39,6 +40,31 @@ pub fn load(
         path: path.into(),
         problems: vec![format!("not a safetensors file: {e}")],
     })?;
+    set_from(varmap, &file, rename, path)
+}
+
+/// Sets every variable of `varmap` from `tensors`, where the one for variable `name` is
+/// `prefix` + `name` (a training state keeps the weights under `model.`).
+pub(crate) fn set_all(
+    varmap: &VarMap,
+    tensors: &HashMap<String, Tensor>,
+    prefix: &str,
+    path: &Path,
+) -> Result<()> {
+    set_from(
+        varmap,
+        tensors,
+        |name| Some(format!("{prefix}{name}")),
+        path,
+    )
+}
+
+fn set_from(
+    varmap: &VarMap,
+    file: &HashMap<String, Tensor>,
+    rename: impl Fn(&str) -> Option<String>,
+    path: &Path,
+) -> Result<()> {
     let vars = lock(varmap)?;
     let mut names: Vec<&String> = vars.keys().collect();
     names.sort();
@@ -51,6 +77,8 @@ pub fn load(
             continue;
         };
         match file.get(&stored) {
+            // Files from Keras or torchvision hold no random-stream position.
+            None if name.ends_with(".rng_step") => {}
             None => problems.push(format!("{stored}: missing")),
             Some(t) if t.dims() != var.dims() => problems.push(format!(
                 "{stored}: shape {:?}, the model needs {:?}",
@@ -72,7 +100,12 @@ pub fn load(
     Ok(())
 }
 
-/// The variables an optimiser should train: all but batch norms' running statistics.
+/// Suffixes of variables that are state, not weights: batch norms' running statistics
+/// and dropout's position in its random stream.
+const NOT_TRAINED: [&str; 3] = [".running_mean", ".running_var", ".rng_step"];
+
+/// The variables an optimiser should train: all but batch norms' running statistics
+/// and dropout's counters.
 pub fn trainable_vars(varmap: &VarMap) -> Result<Vec<Var>> {
     Ok(trainable_named(varmap)?
         .into_iter()
@@ -85,7 +118,7 @@ pub fn trainable_named(varmap: &VarMap) -> Result<Vec<(String, Var)>> {
     let vars = lock(varmap)?;
     let mut named: Vec<(String, Var)> = vars
         .iter()
-        .filter(|(k, _)| !k.ends_with(".running_mean") && !k.ends_with(".running_var"))
+        .filter(|(k, _)| !NOT_TRAINED.iter().any(|s| k.ends_with(s)))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));

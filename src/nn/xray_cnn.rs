@@ -4,11 +4,12 @@
 //! `dense1_bn`), since Keras's own (`separable_conv2d_3`) depend on build order.
 
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{Dropout, Init, Linear, VarBuilder};
+use candle_nn::{Init, Linear, VarBuilder};
 
 use super::layers::{
-    BatchNorm, BatchNormConfig, Conv2dSame, Rescaling, SeparableConv2d, SeparableConv2dConfig,
-    batch_norm, conv2d_same, dense, glorot_uniform, max_pool2d, separable_conv2d,
+    BatchNorm, BatchNormConfig, Conv2dSame, Dropout, Rescaling, SeparableConv2d,
+    SeparableConv2dConfig, batch_norm, conv2d_same, dense, dropout, glorot_uniform, max_pool2d,
+    separable_conv2d,
 };
 use super::summary::{Summary, SummaryBuilder};
 
@@ -26,6 +27,8 @@ pub struct XrayCnnConfig {
     pub output_bias: Option<f64>,
     /// Batch normalisation settings (Keras's by default).
     pub batch_norm: BatchNormConfig,
+    /// Seed of the dropout masks (each layer draws its own stream from it).
+    pub seed: u64,
 }
 
 impl Default for XrayCnnConfig {
@@ -34,6 +37,7 @@ impl Default for XrayCnnConfig {
             image_size: (180, 180),
             output_bias: None,
             batch_norm: BatchNormConfig::keras(),
+            seed: 0,
         }
     }
 }
@@ -45,11 +49,18 @@ pub fn initial_bias(normal: usize, pneumonia: usize) -> f64 {
     (pneumonia as f64 / normal.max(1) as f64).ln()
 }
 
+/// A layer's own seed from the model's: distinct streams for distinct layers.
+fn layer_seed(seed: u64, layer: usize) -> u64 {
+    seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(layer as u64)
+}
+
 #[derive(Debug, Clone)]
 struct ConvBlock {
     sep1: SeparableConv2d,
     sep2: SeparableConv2d,
     bn: BatchNorm,
+    dropout: Option<Dropout>,
 }
 
 #[derive(Debug, Clone)]
@@ -117,10 +128,22 @@ pub fn xray_cnn(cfg: XrayCnnConfig, vb: VarBuilder) -> Result<XrayCnn> {
         let bn = batch_norm(filters, cfg.batch_norm, vb.pp(format!("block{b}_bn")))?;
         spec.batch_norm(&format!("block{b}_bn"));
         spec.pool(&format!("block{b}_pool"), 2);
-        if b >= 3 {
+        let block_dropout = if b >= 3 {
             spec.layer(&format!("block{b}_dropout"), "Dropout");
-        }
-        blocks.push(ConvBlock { sep1, sep2, bn });
+            Some(dropout(
+                0.2,
+                layer_seed(cfg.seed, b),
+                vb.pp(format!("block{b}_dropout")),
+            )?)
+        } else {
+            None
+        };
+        blocks.push(ConvBlock {
+            sep1,
+            sep2,
+            bn,
+            dropout: block_dropout,
+        });
         channels = filters;
     }
     spec.flatten("flatten");
@@ -136,7 +159,11 @@ pub fn xray_cnn(cfg: XrayCnnConfig, vb: VarBuilder) -> Result<XrayCnn> {
         dense_blocks.push(DenseBlock {
             dense: layer,
             bn,
-            dropout: Dropout::new(rate),
+            dropout: dropout(
+                rate,
+                layer_seed(cfg.seed, 10 + d),
+                vb.pp(format!("dense{d}_dropout")),
+            )?,
         });
         features = units;
     }
@@ -187,11 +214,11 @@ impl ModuleT for XrayCnn {
             .apply(&self.conv2)?
             .relu()?;
         let mut xs = max_pool2d(&xs, 2)?;
-        for (i, block) in self.blocks.iter().enumerate() {
+        for block in &self.blocks {
             xs = xs.apply(&block.sep1)?.relu()?.apply(&block.sep2)?.relu()?;
             xs = max_pool2d(&block.bn.forward_t(&xs, train)?, 2)?;
-            if i >= 2 {
-                xs = Dropout::new(0.2).forward_t(&xs, train)?;
+            if let Some(dropout) = &block.dropout {
+                xs = dropout.forward_t(&xs, train)?;
             }
         }
         let mut xs = xs.flatten_from(1)?;

@@ -247,6 +247,51 @@ pub fn grid(columns: usize, panels: &[Panel]) -> Result<Figure> {
     Ok(Figure { image: canvas })
 }
 
+/// One panel per quantity of a training history, training against validation over
+/// the epochs (`history.history["loss"]` and `["val_loss"]`), `columns` panels a row.
+pub fn history_figure(
+    history: &crate::train::History,
+    names: &[&str],
+    columns: usize,
+) -> Result<Figure> {
+    let epochs: Vec<f64> = (1..=history.epochs.len()).map(|e| e as f64).collect();
+    let values: Vec<[Vec<f64>; 2]> = names
+        .iter()
+        .map(|n| [history.series(n), history.series(&format!("val_{n}"))])
+        .collect();
+    let series: Vec<[Series; 2]> = values
+        .iter()
+        .map(|[train, val]| {
+            [
+                Series {
+                    label: "train",
+                    color: "tab:blue",
+                    x: &epochs,
+                    y: train,
+                },
+                Series {
+                    label: "val",
+                    color: "tab:orange",
+                    x: &epochs,
+                    y: val,
+                },
+            ]
+        })
+        .collect();
+    let titles: Vec<String> = names.iter().map(|n| format!("Model {n}")).collect();
+    let panels: Vec<Panel> = titles
+        .iter()
+        .zip(names)
+        .zip(&series)
+        .map(|((title, name), series)| Panel::Lines {
+            title,
+            axes: ("epochs", name),
+            series,
+        })
+        .collect();
+    grid(columns, &panels)
+}
+
 /// X-rays next to each other at the same height, each titled with its caption and its
 /// size: the figure of chapter 1's tips. A small image is shown enlarged, so its pixels
 /// become visible blocks, which is what resizing throws away.

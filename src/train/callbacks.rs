@@ -30,6 +30,34 @@ pub trait Callback {
     fn on_train_end(&mut self, _history: &History, _weights: &VarMap) -> Result<()> {
         Ok(())
     }
+
+    /// What a resumed run needs to carry on where this one is (saved with the training
+    /// state after every epoch).
+    fn state(&self) -> Result<CallbackState> {
+        Ok(CallbackState::default())
+    }
+
+    /// Takes back what [`Callback::state`] gave.
+    fn restore_state(&mut self, _state: CallbackState) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A callback's state in a training state file: numbers as JSON, weights as tensors.
+#[derive(Debug, Clone, Default)]
+pub struct CallbackState {
+    /// Counters, best values and the like.
+    pub values: serde_json::Value,
+    /// Saved weights, by name.
+    pub tensors: Vec<(String, Tensor)>,
+}
+
+fn field<T: serde::de::DeserializeOwned>(state: &CallbackState, name: &str) -> Result<T> {
+    serde_json::from_value(state.values.get(name).cloned().unwrap_or_default()).map_err(|e| {
+        crate::Error::Training(format!(
+            "the saved callback state has no usable `{name}` ({e}); resume with the callbacks the run was started with"
+        ))
+    })
 }
 
 /// Whether smaller or larger is better for a monitored quantity: Keras's `mode="auto"`,
@@ -91,6 +119,19 @@ impl Callback for ModelCheckpoint {
             self.best = Some(v);
         }
         Ok(Control::Continue)
+    }
+
+    fn state(&self) -> Result<CallbackState> {
+        Ok(CallbackState {
+            values: serde_json::json!({"best": self.best, "saved_epoch": self.saved_epoch}),
+            tensors: Vec::new(),
+        })
+    }
+
+    fn restore_state(&mut self, state: CallbackState) -> Result<()> {
+        self.best = field(&state, "best")?;
+        self.saved_epoch = field(&state, "saved_epoch")?;
+        Ok(())
     }
 }
 
@@ -182,6 +223,25 @@ impl Callback for EarlyStopping {
         }
         Ok(())
     }
+
+    fn state(&self) -> Result<CallbackState> {
+        Ok(CallbackState {
+            values: serde_json::json!({
+                "best": self.best,
+                "best_epoch": self.best_epoch,
+                "wait": self.wait,
+            }),
+            tensors: self.best_weights.clone().unwrap_or_default(),
+        })
+    }
+
+    fn restore_state(&mut self, state: CallbackState) -> Result<()> {
+        self.best = field(&state, "best")?;
+        self.best_epoch = field(&state, "best_epoch")?;
+        self.wait = field(&state, "wait")?;
+        self.best_weights = (!state.tensors.is_empty()).then_some(state.tensors);
+        Ok(())
+    }
 }
 
 /// Writes the history table to a CSV file after every epoch (Keras's `CSVLogger`), each
@@ -208,5 +268,17 @@ impl Callback for CsvLogger {
         self.rows.epochs.push(logs.clone());
         self.rows.save_csv(&self.path)?;
         Ok(Control::Continue)
+    }
+
+    fn state(&self) -> Result<CallbackState> {
+        Ok(CallbackState {
+            values: serde_json::json!({ "rows": super::state::logs_to_json(&self.rows.epochs) }),
+            tensors: Vec::new(),
+        })
+    }
+
+    fn restore_state(&mut self, state: CallbackState) -> Result<()> {
+        self.rows.epochs = super::state::logs_from_json(field(&state, "rows")?)?;
+        Ok(())
     }
 }

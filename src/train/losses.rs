@@ -43,3 +43,23 @@ pub fn categorical_cross_entropy_with_logits(logits: &Tensor, targets: &Tensor) 
         &targets.to_dtype(candle_core::DType::U32)?,
     )?)
 }
+
+/// [`categorical_cross_entropy_with_logits`] with a weight per sample, averaged as Keras
+/// averages a weighted loss: the weighted sum divided by the number of samples.
+pub fn weighted_categorical_cross_entropy(
+    logits: &Tensor,
+    targets: &Tensor,
+    sample_weight: Option<&Tensor>,
+) -> Result<Tensor> {
+    let Some(w) = sample_weight else {
+        return categorical_cross_entropy_with_logits(logits, targets);
+    };
+    let log_probabilities = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let index = targets
+        .flatten_all()?
+        .to_dtype(candle_core::DType::U32)?
+        .unsqueeze(1)?;
+    let per_sample = log_probabilities.gather(&index, 1)?.flatten_all()?.neg()?;
+    let weighted = (per_sample * w.flatten_all()?.to_dtype(logits.dtype())?)?;
+    Ok(weighted.mean_all()?)
+}

@@ -1,6 +1,7 @@
 //! Metrics that stream over batches, with Keras's definitions (checked against Keras in
-//! `tests/train_keras_parity.rs`): what `fit` prints after every epoch. They take
-//! probabilities (after the sigmoid) and 0/1 truths.
+//! `tests/train_keras_parity.rs`): what `fit` prints after every epoch. Binary metrics
+//! take probabilities (after the sigmoid) and 0/1 truths; categorical ones class numbers
+//! and, per sample, one probability per class (after the softmax), row after row.
 
 /// A quantity accumulated over the batches of an epoch.
 pub trait Metric: Send {
@@ -12,6 +13,48 @@ pub trait Metric: Send {
     fn result(&self) -> f64;
     /// Starts again (at every epoch).
     fn reset(&mut self);
+}
+
+/// The share of samples whose most probable class is the true one
+/// (`keras.metrics.SparseCategoricalAccuracy`, what `metrics=["accuracy"]` means for a
+/// softmax model).
+#[derive(Debug, Clone, Default)]
+pub struct CategoricalAccuracy {
+    right: f64,
+    seen: f64,
+}
+
+impl Metric for CategoricalAccuracy {
+    fn name(&self) -> &str {
+        "accuracy"
+    }
+
+    fn update(&mut self, y_true: &[f32], y_prob: &[f32]) {
+        if y_true.is_empty() {
+            return;
+        }
+        let classes = y_prob.len() / y_true.len();
+        for (row, &t) in y_prob.chunks(classes.max(1)).zip(y_true) {
+            // The first of equal maxima wins, as argmax does.
+            let predicted = row
+                .iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &p)| {
+                    if p > best.1 { (i, p) } else { best }
+                })
+                .0;
+            self.right += f64::from(u8::from(predicted == t as usize));
+            self.seen += 1.0;
+        }
+    }
+
+    fn result(&self) -> f64 {
+        ratio(self.right, self.seen)
+    }
+
+    fn reset(&mut self) {
+        *self = Self::default();
+    }
 }
 
 /// Keras's `divide_no_nan`: 0 when the denominator is 0.

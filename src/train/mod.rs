@@ -7,12 +7,21 @@ mod losses;
 mod metrics;
 mod optim;
 mod schedule;
+mod state;
 
-pub use callbacks::{Callback, Control, CsvLogger, EarlyStopping, Logs, ModelCheckpoint};
-pub use fit::{Batch, FitOptions, History, Trainer, evaluate, format_logs, predict};
+pub use callbacks::{
+    Callback, CallbackState, Control, CsvLogger, EarlyStopping, Logs, ModelCheckpoint,
+};
+pub use fit::{
+    Batch, FitOptions, History, Loss, Trainer, evaluate, format_logs, predict, shard_sizes,
+};
 pub use losses::{
     binary_cross_entropy_with_logits, categorical_cross_entropy_with_logits, class_sample_weights,
+    weighted_categorical_cross_entropy,
 };
-pub use metrics::{Auc, BinaryAccuracy, MeanTracker, Metric, Precision, Recall, tutorial_metrics};
+pub use metrics::{
+    Auc, BinaryAccuracy, CategoricalAccuracy, MeanTracker, Metric, Precision, Recall,
+    tutorial_metrics,
+};
 pub use optim::Adam;
 pub use schedule::{Constant, CosineDecay, ExponentialDecay, LearningRateSchedule};

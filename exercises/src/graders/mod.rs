@@ -6,6 +6,7 @@ mod ch02_histograms;
 mod ch03_augmentation;
 mod ch04_vgg;
 mod ch05_splitting;
+mod ch06_training;
 mod ch07_confusion;
 mod ch08_roc;
 mod ch09_tutorial;

@@ -101,6 +101,20 @@ enum Command {
         /// Steps per epoch (the data repeats).
         #[arg(long)]
         steps_per_epoch: Option<usize>,
+        /// Initial learning rate (the schedule decays it as the tutorial's does).
+        #[arg(long)]
+        learning_rate: Option<f64>,
+        /// Without --data: how many images to generate.
+        #[arg(long)]
+        generated_images: Option<usize>,
+        /// Where to train: cpu, cpu:N (N replicas), cuda (every GPU), cuda:0,1, metal or
+        /// auto. Each replica gets a batch of 25 images per step.
+        #[arg(long, default_value = "cpu")]
+        devices: String,
+        /// Continue an interrupted run from its training state (--out's
+        /// train_state.safetensors): same settings, same seed, same result.
+        #[arg(long)]
+        resume: Option<PathBuf>,
     },
     /// Classify X-rays with a model saved by `cxr train`.
     Predict {
@@ -165,6 +179,7 @@ const LESSONS: &[(u32, &str)] = &[
     (3, "augmentation and generated X-rays"),
     (4, "VGG16 and VGG19"),
     (5, "train, validation and test splits"),
+    (6, "training VGG19 on X-rays (20 steps x 4 epochs)"),
     (7, "confusion matrix, precision, recall and F1"),
     (8, "ROC curves and AUC"),
     (
@@ -202,6 +217,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             epochs,
             image_size,
             steps_per_epoch,
+            learning_rate,
+            generated_images,
+            devices,
+            resume,
         }) => {
             let mut cfg = if full {
                 cxr::ch09_tutorial::TrainConfig::tutorial()
@@ -211,6 +230,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cfg.epochs = epochs.unwrap_or(cfg.epochs);
             cfg.image_size = image_size.unwrap_or(cfg.image_size);
             cfg.steps_per_epoch = steps_per_epoch.or(cfg.steps_per_epoch);
+            cfg.resume = resume;
+            cfg.devices = devices;
+            if let Some(lr) = learning_rate {
+                cfg.learning_rate.initial = lr;
+            }
+            cfg.generated_images = generated_images.unwrap_or(cfg.generated_images);
             train(data.as_deref(), &out, &cfg)?;
         }
         Some(Command::Predict { images, model }) => {
@@ -414,6 +439,7 @@ fn lesson(
         3 => cxr::ch03_augmentation::run(&root.join(cxr::ch01_loading::IMG_PATH), out),
         4 => cxr::ch04_vgg::run(out),
         5 => cxr::ch05_splitting::run(out),
+        6 => cxr::ch06_training::run(data, out),
         7 => cxr::ch07_confusion::run(predictions, out),
         8 => cxr::ch08_roc::run(predictions, out),
         9 => {

@@ -1,0 +1,298 @@
+//! Data parallelism over CPU replicas: the same weights as one device on the whole batch,
+//! replicas that never drift, replicas that really run at once, and `--devices` parsing
+//! with errors that say what to do.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use candle_core::{DType, Device, Module, ModuleT, Tensor};
+use candle_nn::{Linear, VarBuilder, VarMap};
+use cxr::data::Pipeline;
+use cxr::distribute::Strategy;
+use cxr::nn::{BatchNorm, BatchNormConfig, Conv2dSame, Dropout};
+use cxr::train::{Adam, Batch, ExponentialDecay, FitOptions, tutorial_metrics};
+
+/// A convolution, ReLU, 2 x 2 max-pool and a dense layer: no dropout, no batch norm, so
+/// that replicas and one device compute the same thing.
+struct ConvNet {
+    conv: Conv2dSame,
+    dense: Linear,
+}
+
+impl ModuleT for ConvNet {
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
+        let xs = (xs / 255.0)?.apply(&self.conv)?.relu()?;
+        let xs = cxr::nn::layers::max_pool2d(&xs, 2)?.flatten_from(1)?;
+        self.dense.forward(&xs)
+    }
+}
+
+fn conv_net(vb: VarBuilder) -> candle_core::Result<ConvNet> {
+    Ok(ConvNet {
+        conv: cxr::nn::layers::conv2d_same(3, 4, 3, vb.pp("conv"))?,
+        dense: cxr::nn::layers::dense(4 * 4 * 4, 1, vb.pp("dense"))?,
+    })
+}
+
+/// 60 images of 3 x 8 x 8 in batches of `batch`: bright ones are PNEUMONIA.
+fn data(batch: usize) -> Pipeline<Batch> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let mut batches = Vec::new();
+    for start in (0..60).step_by(batch) {
+        let n = batch.min(60 - start);
+        let mut pixels = Vec::new();
+        let mut labels = Vec::new();
+        for _ in 0..n {
+            let bright = rng.random_bool(0.5);
+            let base = if bright { 150.0 } else { 100.0 };
+            pixels.extend((0..192).map(|_| base + rng.random_range(-60.0f32..60.0)));
+            labels.push(f32::from(u8::from(bright)));
+        }
+        batches.push((
+            Tensor::from_vec(pixels, (n, 3, 8, 8), &Device::Cpu).unwrap(),
+            Tensor::from_vec(labels, (n, 1), &Device::Cpu).unwrap(),
+        ));
+    }
+    Pipeline::from_vec(batches)
+}
+
+fn adam(weights: &VarMap) -> cxr::Result<Adam> {
+    Adam::new(
+        weights,
+        Arc::new(ExponentialDecay::new(0.02, 5, 0.9, false)),
+    )
+}
+
+fn options(epochs: usize) -> FitOptions {
+    FitOptions {
+        epochs,
+        class_weight: Some(vec![1.4, 0.8]),
+        progress: false,
+        ..Default::default()
+    }
+}
+
+fn sorted_values(weights: &VarMap) -> Vec<(String, Vec<f32>)> {
+    let mut out: Vec<_> = weights
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_tensor().flatten_all().unwrap().to_vec1().unwrap(),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn replicas_give_the_weights_of_one_device_on_the_whole_batch() {
+    let one = Strategy::cpu_replicas(1)
+        .unwrap()
+        .replicate(DType::F32, |vb, _| conv_net(vb))
+        .unwrap();
+    let start = sorted_values(one.primary().1);
+    let mut single = one.trainer(adam).unwrap().with_metrics(tutorial_metrics());
+    let single_history = single.fit(&data(10), None, &options(3), &mut []).unwrap();
+    let expected = sorted_values(one.primary().1);
+
+    for n in [2, 3, 4] {
+        let strategy = Strategy::cpu_replicas(n).unwrap();
+        let mirrored = strategy
+            .replicate(DType::F32, |vb, _| conv_net(vb))
+            .unwrap();
+        // Start from the single run's initial weights.
+        for (name, values) in &start {
+            let vars = mirrored.primary().1.data().lock().unwrap();
+            let var = &vars[name];
+            var.set(&Tensor::from_vec(values.clone(), var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
+        }
+        mirrored.broadcast_from_first().unwrap();
+        let mut trainer = mirrored
+            .trainer(adam)
+            .unwrap()
+            .with_metrics(tutorial_metrics());
+        assert_eq!(trainer.num_replicas(), n);
+        // Batches of 10 over 3 or 4 replicas: shards of 4, 3, 3 or 3, 3, 2, 2.
+        let history = trainer.fit(&data(10), None, &options(3), &mut []).unwrap();
+        for ((name, got), (_, want)) in sorted_values(mirrored.primary().1).iter().zip(&expected) {
+            let worst = got
+                .iter()
+                .zip(want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 2e-5, "{n} replicas: {name} off by {worst}");
+        }
+        for (a, b) in history
+            .series("loss")
+            .iter()
+            .zip(single_history.series("loss"))
+        {
+            assert!((a - b).abs() < 1e-5, "{n} replicas: loss {a} against {b}");
+        }
+        assert_eq!(
+            history.series("binary_accuracy"),
+            single_history.series("binary_accuracy")
+        );
+        assert_eq!(mirrored.max_divergence().unwrap(), 0.0);
+    }
+}
+
+/// Batch norm (per-replica statistics) and dropout (per-replica masks): the replicas see
+/// different things, yet apply the same averaged update.
+struct WithState {
+    dense: Linear,
+    bn: BatchNorm,
+    dropout: Dropout,
+    out: Linear,
+}
+
+impl ModuleT for WithState {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let xs = (xs.flatten_from(1)? / 255.0)?;
+        let xs = self.dense.forward(&xs)?.relu()?;
+        let xs = self
+            .dropout
+            .forward_t(&self.bn.forward_t(&xs, train)?, train)?;
+        self.out.forward(&xs)
+    }
+}
+
+#[test]
+fn replicas_never_drift_apart() {
+    let mirrored = Strategy::cpu_replicas(3)
+        .unwrap()
+        .replicate(DType::F32, |vb, replica| {
+            Ok(WithState {
+                dense: cxr::nn::layers::dense(192, 16, vb.pp("dense"))?,
+                bn: cxr::nn::layers::batch_norm(16, BatchNormConfig::keras(), vb.pp("bn"))?,
+                dropout: cxr::nn::dropout(0.3, 40 + replica as u64, vb.pp("dropout"))?,
+                out: cxr::nn::layers::dense(16, 1, vb.pp("out"))?,
+            })
+        })
+        .unwrap();
+    assert_eq!(mirrored.max_divergence().unwrap(), 0.0, "they start equal");
+    let mut trainer = mirrored.trainer(adam).unwrap();
+    trainer.fit(&data(12), None, &options(4), &mut []).unwrap();
+    assert_eq!(trainer.optimizer().iterations, 20);
+    // Trained weights equal to the bit; batch norm's running statistics are each
+    // replica's own, as in Keras (the primary's are the ones saved).
+    let trained = |w: &VarMap| -> Vec<(String, Vec<f32>)> {
+        sorted_values(w)
+            .into_iter()
+            .filter(|(n, _)| !n.contains("running") && !n.contains("rng_step"))
+            .collect()
+    };
+    let first = trained(&mirrored.replicas()[0].1);
+    for (_, weights) in &mirrored.replicas()[1..] {
+        assert_eq!(trained(weights), first);
+    }
+    let moved = first
+        .iter()
+        .find(|(n, _)| n == "dense.weight")
+        .unwrap()
+        .1
+        .iter()
+        .any(|&v| v != 0.0);
+    assert!(moved);
+}
+
+/// Counts how many replicas are inside `forward_t` at once: each waits (up to 10 s)
+/// until all `expected` have arrived, which only happens if they run concurrently.
+struct Rendezvous {
+    inner: ConvNet,
+    inside: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+    expected: usize,
+}
+
+impl ModuleT for Rendezvous {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        if train {
+            let now = self.inside.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            for _ in 0..1000 {
+                if self.most.load(Ordering::SeqCst) >= self.expected {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            self.inside.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.inner.forward_t(xs, train)
+    }
+}
+
+#[test]
+fn replicas_run_at_the_same_time() {
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let mirrored = Strategy::cpu_replicas(3)
+        .unwrap()
+        .replicate(DType::F32, |vb, _| {
+            Ok(Rendezvous {
+                inner: conv_net(vb)?,
+                inside: inside.clone(),
+                most: most.clone(),
+                expected: 3,
+            })
+        })
+        .unwrap();
+    let mut trainer = mirrored.trainer(adam).unwrap();
+    trainer
+        .fit(&data(30).take(1), None, &options(1), &mut [])
+        .unwrap();
+    assert_eq!(most.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn a_batch_smaller_than_the_replica_count_still_trains() {
+    let mirrored = Strategy::cpu_replicas(4)
+        .unwrap()
+        .replicate(DType::F32, |vb, _| conv_net(vb))
+        .unwrap();
+    let mut trainer = mirrored.trainer(adam).unwrap();
+    // 60 images in batches of 2: two replicas idle at every step.
+    let history = trainer.fit(&data(2), None, &options(1), &mut []).unwrap();
+    assert!(history.series("loss")[0].is_finite());
+    assert_eq!(mirrored.max_divergence().unwrap(), 0.0);
+}
+
+#[test]
+fn devices_are_parsed_and_bad_ones_explained() {
+    let s = Strategy::parse("cpu").unwrap();
+    assert_eq!(s.num_replicas_in_sync(), 1);
+    assert_eq!(s.to_string(), "one device: the CPU");
+    let s: Strategy = "cpu:4".parse().unwrap();
+    assert_eq!(s.num_replicas_in_sync(), 4);
+    // The tutorial's BATCH_SIZE = 25 * strategy.num_replicas_in_sync.
+    assert_eq!(s.global_batch_size(25), 100);
+    assert!(s.to_string().contains("4 CPU replicas"), "{s}");
+    assert!(Strategy::parse("auto").unwrap().num_replicas_in_sync() >= 1);
+    assert_eq!(cxr::train::shard_sizes(10, 4), vec![3, 3, 2, 2]);
+    assert_eq!(cxr::train::shard_sizes(2, 4), vec![1, 1, 0, 0]);
+
+    let error = |spec: &str| Strategy::parse(spec).unwrap_err().to_string();
+    assert!(
+        error("tpu").contains("use cpu, cpu:N, cuda"),
+        "{}",
+        error("tpu")
+    );
+    assert!(error("cpu:two").contains("`two` is not a number"));
+    assert!(error("cpu:0").contains("at least one"));
+    if !candle_core::utils::cuda_is_available() {
+        let e = error("cuda:0");
+        assert!(
+            e.contains("--features cuda") && e.contains("--devices cpu"),
+            "{e}"
+        );
+        assert!(error("cuda").contains("no cuda device found"));
+    }
+    assert!(error("cuda:0,0").contains("named twice"));
+}

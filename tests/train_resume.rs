@@ -1,0 +1,286 @@
+//! Resuming: a run stopped after an epoch, or in the middle of one, and resumed from its
+//! training state ends with the weights, optimiser state and history of the run that was
+//! never stopped. Dropout is seeded, so the same seed gives the same run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{DType, Device, Module, ModuleT, Tensor};
+use candle_nn::{Linear, VarBuilder, VarMap};
+use cxr::data::Pipeline;
+use cxr::nn::{BatchNorm, BatchNormConfig, Dropout};
+use cxr::train::{
+    Adam, Batch, CsvLogger, EarlyStopping, ExponentialDecay, FitOptions, History, ModelCheckpoint,
+    Trainer, tutorial_metrics,
+};
+
+/// Dense, batch norm, dropout, dense: every kind of state a run carries.
+struct Small {
+    hidden: Linear,
+    bn: BatchNorm,
+    dropout: Dropout,
+    out: Linear,
+}
+
+impl ModuleT for Small {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let xs = (xs.flatten_from(1)? / 255.0)?;
+        let xs = self.hidden.forward(&xs)?.relu()?;
+        let xs = self.bn.forward_t(&xs, train)?;
+        let xs = self.dropout.forward_t(&xs, train)?;
+        self.out.forward(&xs)
+    }
+}
+
+/// The model with weights drawn from `init_seed` (so that a resumed run visibly starts
+/// from other weights before the state is loaded).
+fn small(init_seed: u64) -> (Small, VarMap) {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let model = Small {
+        hidden: candle_nn::linear(48, 8, vb.pp("hidden")).unwrap(),
+        bn: cxr::nn::layers::batch_norm(8, BatchNormConfig::keras(), vb.pp("bn")).unwrap(),
+        dropout: cxr::nn::dropout(0.3, 7, vb.pp("dropout")).unwrap(),
+        out: candle_nn::linear(8, 1, vb.pp("out")).unwrap(),
+    };
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(init_seed);
+    // In name order: a HashMap's order differs from one map to the next.
+    let mut vars: Vec<_> = varmap.data().lock().unwrap().clone().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, var) in vars {
+        if name.contains("bn.") || name.ends_with("rng_step") {
+            continue;
+        }
+        let values: Vec<f32> = (0..var.elem_count())
+            .map(|_| rng.random_range(-0.3..0.3))
+            .collect();
+        var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
+            .unwrap();
+    }
+    (model, varmap)
+}
+
+/// 150 images of 3 x 4 x 4, bright ones PNEUMONIA, shuffled anew each epoch, batches of
+/// 16. With `interrupt`, Ctrl-C is "pressed" when that many batches have been made.
+fn data_with(interrupt: Option<(usize, Arc<AtomicBool>)>) -> Pipeline<Batch> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let examples: Vec<(Vec<f32>, f32)> = (0..150)
+        .map(|_| {
+            let bright = rng.random_bool(0.6);
+            let base = if bright { 150.0 } else { 100.0 };
+            let pixels = (0..48)
+                .map(|_| base + rng.random_range(-50.0f32..50.0))
+                .collect();
+            (pixels, f32::from(u8::from(bright)))
+        })
+        .collect();
+    let made = std::sync::atomic::AtomicUsize::new(0);
+    Pipeline::from_vec(examples)
+        .shuffle(64, 11)
+        .batch(16, false)
+        .map(1, move |rows| {
+            if let Some((at, flag)) = &interrupt {
+                if made.fetch_add(1, Ordering::Relaxed) + 1 == *at {
+                    flag.store(true, Ordering::Relaxed);
+                }
+            }
+            let n = rows.len();
+            let pixels: Vec<f32> = rows.iter().flat_map(|(p, _)| p.clone()).collect();
+            let labels: Vec<f32> = rows.iter().map(|(_, l)| *l).collect();
+            Ok((
+                Tensor::from_vec(pixels, (n, 3, 4, 4), &Device::Cpu)?,
+                Tensor::from_vec(labels, (n, 1), &Device::Cpu)?,
+            ))
+        })
+}
+
+fn data() -> Pipeline<Batch> {
+    data_with(None)
+}
+
+fn validation() -> Pipeline<Batch> {
+    data().take(3)
+}
+
+struct Run {
+    history: History,
+    weights: Vec<(String, Vec<f32>)>,
+    iterations: u64,
+    csv: String,
+}
+
+/// Trains `epochs` epochs in `dir`, resuming from `dir/state.safetensors` when `resume`;
+/// with `interrupt_at`, Ctrl-C is "pressed" at that training batch of this call.
+fn run(
+    dir: &std::path::Path,
+    epochs: usize,
+    steps: Option<usize>,
+    resume: bool,
+    interrupt_at: Option<usize>,
+) -> Run {
+    let (model, weights) = small(if resume { 99 } else { 1 });
+    let stop = Arc::new(AtomicBool::new(false));
+    let optimizer = Adam::new(
+        &weights,
+        Arc::new(ExponentialDecay::new(0.05, 10, 0.5, false)),
+    )
+    .unwrap();
+    let mut trainer = Trainer::new(&model, &weights, optimizer).with_metrics(tutorial_metrics());
+    let train = data_with(interrupt_at.map(|at| (at, stop.clone())));
+    let state = dir.join("state.safetensors");
+    let options = FitOptions {
+        epochs,
+        steps_per_epoch: steps,
+        class_weight: Some(vec![1.5, 0.75]),
+        progress: false,
+        stop: Some(stop.clone()),
+        save_state: Some(state.clone()),
+        resume_from: resume.then_some(state),
+    };
+    let mut checkpoint = ModelCheckpoint::new(dir.join("best.safetensors"), true);
+    let mut early = EarlyStopping::new("val_loss", 50, true);
+    let mut logger = CsvLogger::new(dir.join("history.csv"));
+    let history = trainer
+        .fit(
+            &train,
+            Some(&validation()),
+            &options,
+            &mut [&mut checkpoint, &mut early, &mut logger],
+        )
+        .unwrap();
+    let mut named: Vec<(String, Vec<f32>)> = weights
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_tensor().flatten_all().unwrap().to_vec1().unwrap(),
+            )
+        })
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    Run {
+        history,
+        weights: named,
+        iterations: trainer.optimizer().iterations,
+        csv: std::fs::read_to_string(dir.join("history.csv")).unwrap_or_default(),
+    }
+}
+
+fn assert_same_run(resumed: &Run, straight: &Run) {
+    assert_eq!(resumed.iterations, straight.iterations);
+    assert_eq!(resumed.history, straight.history);
+    for ((name, a), (_, b)) in resumed.weights.iter().zip(&straight.weights) {
+        assert_eq!(a, b, "{name} differs");
+    }
+    assert_eq!(resumed.csv, straight.csv);
+}
+
+#[test]
+fn a_run_resumed_after_an_epoch_equals_the_run_never_stopped() {
+    let straight = run(tempfile::tempdir().unwrap().path(), 4, None, false, None);
+    assert_eq!(straight.history.epochs.len(), 4);
+    assert_eq!(straight.iterations, 40);
+
+    let dir = tempfile::tempdir().unwrap();
+    let first = run(dir.path(), 2, None, false, None);
+    assert_eq!(first.iterations, 20);
+    let resumed = run(dir.path(), 4, None, true, None);
+    assert_same_run(&resumed, &straight);
+    // Dropout drew a new mask at every step, and resumed at the right position (the
+    // weights above are the best epoch's, restored by EarlyStopping; the state holds the
+    // last epoch's).
+    let state =
+        candle_core::safetensors::load(dir.path().join("state.safetensors"), &Device::Cpu).unwrap();
+    let step = state["model.dropout.rng_step"].to_vec1::<f32>().unwrap();
+    assert_eq!(step, vec![40.0]);
+}
+
+#[test]
+fn a_run_interrupted_in_mid_epoch_resumes_from_the_last_finished_epoch() {
+    let straight = run(tempfile::tempdir().unwrap().path(), 3, Some(7), false, None);
+    let dir = tempfile::tempdir().unwrap();
+    // Ctrl-C at the 4th step of the second epoch: the state holds epoch 1.
+    let stopped = run(dir.path(), 3, Some(7), false, Some(11));
+    assert!(stopped.history.interrupted);
+    assert_eq!(stopped.history.epochs.len(), 1);
+    let resumed = run(dir.path(), 3, Some(7), true, None);
+    assert_same_run(&resumed, &straight);
+}
+
+#[test]
+fn a_damaged_or_foreign_state_file_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("state.safetensors"), b"not a state").unwrap();
+    let (model, weights) = small(1);
+    let optimizer = Adam::new(&weights, Arc::new(cxr::train::Constant(0.01))).unwrap();
+    let mut trainer = Trainer::new(&model, &weights, optimizer);
+    let options = FitOptions {
+        progress: false,
+        resume_from: Some(dir.path().join("state.safetensors")),
+        ..Default::default()
+    };
+    let error = trainer
+        .fit(&data(), None, &options, &mut [])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("state.safetensors"), "{error}");
+    assert!(error.contains("cxr train"), "{error}");
+
+    // Weights saved by ModelCheckpoint are not a training state.
+    cxr::nn::save(&weights, dir.path().join("weights.safetensors")).unwrap();
+    let options = FitOptions {
+        resume_from: Some(dir.path().join("weights.safetensors")),
+        ..options
+    };
+    let error = trainer
+        .fit(&data(), None, &options, &mut [])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("no cxr training-state header"), "{error}");
+}
+
+#[test]
+fn seeded_dropout_repeats_itself_and_drops_the_rate() {
+    let make = |seed| {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        (cxr::nn::dropout(0.25, seed, vb.pp("d")).unwrap(), varmap)
+    };
+    let x = Tensor::ones((40, 100), DType::F32, &Device::Cpu).unwrap();
+    let masks = |d: &Dropout| -> Vec<Vec<f32>> {
+        (0..3)
+            .map(|_| {
+                d.forward_t(&x, true)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let (a, _) = make(3);
+    let (b, _) = make(3);
+    let (c, _) = make(4);
+    let (ma, mb, mc) = (masks(&a), masks(&b), masks(&c));
+    assert_eq!(ma, mb, "same seed, same masks");
+    assert_ne!(ma[0], mc[0], "another seed, other masks");
+    assert_ne!(ma[0], ma[1], "each call draws a new mask");
+    let dropped = ma[0].iter().filter(|&&v| v == 0.0).count() as f64 / 4000.0;
+    assert!((dropped - 0.25).abs() < 0.03, "{dropped}");
+    assert!(
+        ma[0]
+            .iter()
+            .all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6)
+    );
+    assert_eq!(a.calls().unwrap(), 3);
+    // Inference passes values through and does not advance the stream.
+    let same = a.forward_t(&x, false).unwrap();
+    assert_eq!(same.sum_all().unwrap().to_scalar::<f32>().unwrap(), 4000.0);
+    assert_eq!(a.calls().unwrap(), 3);
+}
