@@ -1,6 +1,7 @@
 """The PyTorch peer of benches/train_step.rs: full training steps (forward in training
 mode, BCE with logits, backward, Adam) of the tutorial CNN on batches of 25 images of
-180 x 180 x 3, on the CPU, in both memory layouts.
+180 x 180 x 3, in both memory layouts, on the CPU (or DEVICE=cuda, beside
+`cxr devices --check cuda:0`).
 
     python3 -m venv /tmp/pytorch && /tmp/pytorch/bin/pip install torch torchvision
     /tmp/pytorch/bin/python benches/pytorch_train_step.py
@@ -14,13 +15,19 @@ from pytorch_models import xray_cnn
 
 STEPS = int(os.environ.get("STEPS", "3"))
 BATCH = int(os.environ.get("BATCH", "25"))
+DEVICE = os.environ.get("DEVICE", "cpu")
+
+
+def sync():
+    if DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def run(channels_last):
     torch.manual_seed(0)
-    model = xray_cnn().train()
-    x = torch.rand(BATCH, 3, 180, 180) * 255
-    y = torch.randint(0, 2, (BATCH, 1)).float()
+    model = xray_cnn().train().to(DEVICE)
+    x = torch.rand(BATCH, 3, 180, 180, device=DEVICE) * 255
+    y = torch.randint(0, 2, (BATCH, 1), device=DEVICE).float()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -34,12 +41,14 @@ def run(channels_last):
         opt.step()
 
     step()
+    sync()
     start = time.perf_counter()
     for _ in range(STEPS):
         step()
+    sync()
     per = (time.perf_counter() - start) / STEPS
     layout = "channels-last" if channels_last else "channels-first"
-    print(f"PyTorch {torch.__version__} tutorial CNN ({layout}), batch {BATCH}: {per:.2f} s per step, {BATCH / per:.1f} images/s")
+    print(f"PyTorch {torch.__version__} tutorial CNN ({layout}, {DEVICE}), batch {BATCH}: {per:.2f} s per step, {BATCH / per:.1f} images/s")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@
 //!
 //! `DEVICES="cpu;cpu:2;cpu:4"` (the default) names the strategies, as `--devices` does;
 //! on a GPU machine built with `--features cuda`: `DEVICES="cuda:0;cuda:0,1"`.
-//! `IMAGE` (180), `PER_REPLICA` (25) and `STEPS` (3) change the sizes.
+//! `IMAGE` (180), `PER_REPLICA` (25) and `STEPS` (3) change the sizes; `CSV=FILE` also
+//! writes the table (`replicas,images_per_second`), as `chapters/figures/ch09-scaling.csv`
+//! holds it for the book's figure.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,10 +35,11 @@ fn main() -> cxr::Result<()> {
         "tutorial CNN, {image} x {image}, {per_replica} images per replica per step, {} threads",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    let mut rows = String::from("devices,replicas,images_per_second\n");
     for spec in specs.split(';') {
         let strategy = Strategy::parse(spec)?;
         let global = strategy.global_batch_size(per_replica);
-        let mirrored = strategy.replicate(DType::F32, |vb, r| {
+        let mirrored = strategy.replicate(DType::F32, 0, |vb, r| {
             xray_cnn(
                 XrayCnnConfig {
                     image_size: (image, image),
@@ -66,6 +69,14 @@ fn main() -> cxr::Result<()> {
             strategy.num_replicas_in_sync(),
             global as f64 / per_step
         );
+        rows.push_str(&format!(
+            "{spec},{},{:.2}\n",
+            strategy.num_replicas_in_sync(),
+            global as f64 / per_step
+        ));
+    }
+    if let Ok(path) = std::env::var("CSV") {
+        cxr::io::write_bytes_atomic(std::path::Path::new(&path), rows.as_bytes())?;
     }
     Ok(())
 }

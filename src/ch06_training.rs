@@ -64,13 +64,17 @@ pub fn vgg19(
     )
 }
 
-/// The model and the variables holding its weights, on the CPU.
+/// The seed of the initial weights and of the generators' shuffles.
+pub const SEED: u64 = 42;
+
+/// The model and the variables holding its weights, on the CPU, initialised from
+/// [`SEED`] (Keras's `keras.utils.set_random_seed(42)`).
 pub fn build_model(input_shape: (usize, usize, usize)) -> Result<(Vgg, VarMap)> {
     let weights = VarMap::new();
     let model = vgg19(
         input_shape,
         NUM_CLASSES,
-        VarBuilder::from_varmap(&weights, DType::F32, &Device::Cpu),
+        crate::nn::seeded_var_builder(&weights, SEED, DType::F32, &Device::Cpu),
     )?;
     Ok((model, weights))
 }
@@ -96,7 +100,7 @@ pub fn load_data(
         target_size,
         batch_size,
         class_mode: ClassMode::Categorical,
-        seed: 42,
+        seed: SEED,
         ..Default::default()
     };
     let train_datagen = ImageDataGenerator::new()
@@ -212,7 +216,11 @@ pub fn run(data: Option<&Path>, out: &Path) -> Result<Vec<String>> {
     ));
     let figure = out.join("ch06-history.png");
     history_figure(&history)?.save(&figure)?;
-    report.push(format!("figure: {}", figure.display()));
+    history.save_csv(out.join("ch06-history.csv"))?;
+    report.push(format!(
+        "figure: {} (numbers: ch06-history.csv)",
+        figure.display()
+    ));
     Ok(report)
 }
 

@@ -60,6 +60,7 @@ pub mod prelude {
     pub use crate::ch03_augmentation;
     pub use crate::ch04_vgg;
     pub use crate::ch05_splitting;
+    pub use crate::ch06_training;
     pub use crate::ch07_confusion;
     pub use crate::ch08_roc;
     pub use crate::ch09_tutorial;

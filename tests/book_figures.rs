@@ -132,3 +132,24 @@ fn chapter_9() {
         "cargo run -- lesson 9 --out chapters/figures",
     );
 }
+
+#[test]
+fn chapter_6() {
+    // Drawn from the history the lesson's run wrote (`cxr lesson 6`).
+    let history = cxr::train::History::read_csv("chapters/figures/ch06-history.csv").unwrap();
+    assert_eq!(history.epochs.len(), ch06_training::EPOCHS);
+    assert_current(
+        "chapters/figures/ch06-history.png",
+        ch06_training::history_figure(&history).unwrap(),
+        "cargo run --release -- lesson 6 --out chapters/figures",
+    );
+}
+
+#[test]
+fn chapter_9_scaling() {
+    assert_current(
+        "chapters/figures/ch09-scaling.png",
+        ch09_tutorial::scaling_figure(ch09_tutorial::SCALING_CSV).unwrap(),
+        "CSV=chapters/figures/ch09-scaling.csv cargo bench --bench replicas, then cargo run -- lesson 9 --out chapters/figures",
+    );
+}

@@ -94,7 +94,7 @@ fn sorted_values(weights: &VarMap) -> Vec<(String, Vec<f32>)> {
 fn replicas_give_the_weights_of_one_device_on_the_whole_batch() {
     let one = Strategy::cpu_replicas(1)
         .unwrap()
-        .replicate(DType::F32, |vb, _| conv_net(vb))
+        .replicate(DType::F32, 0, |vb, _| conv_net(vb))
         .unwrap();
     let start = sorted_values(one.primary().1);
     let mut single = one.trainer(adam).unwrap().with_metrics(tutorial_metrics());
@@ -104,7 +104,7 @@ fn replicas_give_the_weights_of_one_device_on_the_whole_batch() {
     for n in [2, 3, 4] {
         let strategy = Strategy::cpu_replicas(n).unwrap();
         let mirrored = strategy
-            .replicate(DType::F32, |vb, _| conv_net(vb))
+            .replicate(DType::F32, 0, |vb, _| conv_net(vb))
             .unwrap();
         // Start from the single run's initial weights.
         for (name, values) in &start {
@@ -168,7 +168,7 @@ impl ModuleT for WithState {
 fn replicas_never_drift_apart() {
     let mirrored = Strategy::cpu_replicas(3)
         .unwrap()
-        .replicate(DType::F32, |vb, replica| {
+        .replicate(DType::F32, 0, |vb, replica| {
             Ok(WithState {
                 dense: cxr::nn::layers::dense(192, 16, vb.pp("dense"))?,
                 bn: cxr::nn::layers::batch_norm(16, BatchNormConfig::keras(), vb.pp("bn"))?,
@@ -235,7 +235,7 @@ fn replicas_run_at_the_same_time() {
     let most = Arc::new(AtomicUsize::new(0));
     let mirrored = Strategy::cpu_replicas(3)
         .unwrap()
-        .replicate(DType::F32, |vb, _| {
+        .replicate(DType::F32, 0, |vb, _| {
             Ok(Rendezvous {
                 inner: conv_net(vb)?,
                 inside: inside.clone(),
@@ -255,7 +255,7 @@ fn replicas_run_at_the_same_time() {
 fn a_batch_smaller_than_the_replica_count_still_trains() {
     let mirrored = Strategy::cpu_replicas(4)
         .unwrap()
-        .replicate(DType::F32, |vb, _| conv_net(vb))
+        .replicate(DType::F32, 0, |vb, _| conv_net(vb))
         .unwrap();
     let mut trainer = mirrored.trainer(adam).unwrap();
     // 60 images in batches of 2: two replicas idle at every step.

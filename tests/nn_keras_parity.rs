@@ -45,8 +45,17 @@ fn built<M>(build: impl FnOnce(VarBuilder) -> candle_core::Result<M>) -> (M, Var
     (model, varmap)
 }
 
+/// Elements of the model's weights: every variable but dropout's random-stream counters,
+/// which are state and not parameters (Keras keeps its seed state outside the count too).
 fn var_elements(varmap: &VarMap) -> usize {
-    varmap.all_vars().iter().map(|v| v.elem_count()).sum()
+    varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| !name.ends_with(".rng_step"))
+        .map(|(_, v)| v.elem_count())
+        .sum()
 }
 
 #[test]

@@ -284,3 +284,67 @@ fn seeded_dropout_repeats_itself_and_drops_the_rate() {
     assert_eq!(same.sum_all().unwrap().to_scalar::<f32>().unwrap(), 4000.0);
     assert_eq!(a.calls().unwrap(), 3);
 }
+
+#[test]
+fn the_same_seed_builds_the_same_model_and_trains_it_the_same_way() {
+    use cxr::nn::{XrayCnnConfig, seeded_var_builder, xray_cnn};
+    let build = |seed: u64| {
+        let varmap = VarMap::new();
+        let vb = seeded_var_builder(&varmap, seed, DType::F32, &Device::Cpu);
+        let cfg = XrayCnnConfig {
+            image_size: (32, 32),
+            ..Default::default()
+        };
+        (xray_cnn(cfg, vb).unwrap(), varmap)
+    };
+    let values = |w: &VarMap| -> Vec<(String, Vec<f32>)> {
+        let mut v: Vec<_> = w
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_tensor().flatten_all().unwrap().to_vec1().unwrap(),
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let ((a, wa), (_, wb), (_, wc)) = (build(3), build(3), build(4));
+    assert_eq!(values(&wa), values(&wb));
+    assert_ne!(values(&wa), values(&wc));
+    // Keras's Glorot-uniform limits hold: conv1 is 3 x 3 from 3 to 16 channels.
+    let conv1 = &values(&wa)
+        .into_iter()
+        .find(|(n, _)| n == "conv1.weight")
+        .unwrap()
+        .1;
+    let limit = (6.0f32 / (27.0 + 144.0)).sqrt();
+    assert!(conv1.iter().all(|v| v.abs() <= limit));
+    assert!(conv1.iter().any(|v| v.abs() > limit * 0.9));
+    // Two training runs from the same seed end equal.
+    let x = Tensor::rand(0f32, 255f32, (4, 3, 32, 32), &Device::Cpu)
+        .unwrap()
+        .round()
+        .unwrap();
+    let y = Tensor::new(&[[0f32], [1.0], [1.0], [0.0]], &Device::Cpu).unwrap();
+    let data = Pipeline::from_vec(vec![(x, y)]);
+    let train = |model: &cxr::nn::XrayCnn, weights: &VarMap| {
+        let optimizer = Adam::new(weights, Arc::new(cxr::train::Constant(0.01))).unwrap();
+        let options = FitOptions {
+            epochs: 1,
+            steps_per_epoch: Some(3),
+            progress: false,
+            ..Default::default()
+        };
+        Trainer::new(model, weights, optimizer)
+            .fit(&data, None, &options, &mut [])
+            .unwrap()
+    };
+    let (b, wb) = build(3);
+    assert_eq!(train(&a, &wa), train(&b, &wb));
+    assert_eq!(values(&wa), values(&wb));
+}

@@ -260,6 +260,22 @@ impl Strategy {
         self.all_reduce
     }
 
+    /// Averages gradients this way instead: NCCL needs CUDA devices and the `nccl`
+    /// feature (on one GPU it is an identity, which checks the code path).
+    pub fn with_all_reduce(mut self, all_reduce: AllReduce) -> Result<Self> {
+        if all_reduce == AllReduce::Nccl
+            && (self.backend != Backend::Cuda || !cfg!(feature = "nccl"))
+        {
+            return Err(Error::Device {
+                spec: format!("{self}"),
+                detail: "NCCL averages gradients between CUDA GPUs only".into(),
+                fix: "build with --features nccl and train on cuda devices, or keep the host-memory all-reduce".into(),
+            });
+        }
+        self.all_reduce = all_reduce;
+        Ok(self)
+    }
+
     /// The tutorial's `BATCH_SIZE = 25 * strategy.num_replicas_in_sync`: each replica
     /// keeps `per_replica` images per step.
     pub fn global_batch_size(&self, per_replica: usize) -> usize {
@@ -267,18 +283,20 @@ impl Strategy {
     }
 
     /// Builds one copy of a model per device, as `with strategy.scope(): build_model()`:
-    /// `build` gets the variables' builder and the replica's number (for per-replica
-    /// seeds); then every replica's variables are set to the first replica's, so all
-    /// start equal.
+    /// `build` gets the variables' builder (drawing initial weights from `seed`) and the
+    /// replica's number (for per-replica seeds); then every replica's variables are set
+    /// to the first replica's, so all start equal.
     pub fn replicate<M>(
         &self,
         dtype: DType,
+        seed: u64,
         build: impl Fn(VarBuilder, usize) -> candle_core::Result<M>,
     ) -> Result<Mirrored<M>> {
         let mut replicas = Vec::with_capacity(self.devices.len());
         for (r, device) in self.devices.iter().enumerate() {
             let varmap = VarMap::new();
-            let model = build(VarBuilder::from_varmap(&varmap, dtype, device), r)?;
+            let vb = crate::nn::weights::seeded_var_builder(&varmap, seed, dtype, device);
+            let model = build(vb, r)?;
             replicas.push((model, varmap));
         }
         let mirrored = Mirrored {
@@ -366,15 +384,17 @@ impl<M> Mirrored<M> {
         Ok(())
     }
 
-    /// The largest difference between any replica's variable and the first replica's:
-    /// 0 while they are in sync.
+    /// The largest difference between any replica's trained weights and the first
+    /// replica's: 0 while they are in sync. Batch norm's running statistics are left
+    /// out: each replica keeps its own, from its own shards.
     pub fn max_divergence(&self) -> Result<f32> {
         let (_, first) = &self.replicas[0];
-        let source = crate::nn::weights::lock(first)?;
+        let source: std::collections::HashMap<String, candle_core::Var> =
+            crate::nn::weights::trainable_named(first)?.into_iter().collect();
         let mut worst = 0f32;
         for (_, weights) in &self.replicas[1..] {
-            for (name, var) in crate::nn::weights::lock(weights)?.iter() {
-                if let Some(from) = source.get(name) {
+            for (name, var) in crate::nn::weights::trainable_named(weights)? {
+                if let Some(from) = source.get(&name) {
                     let diff = (var.as_tensor().to_device(&Device::Cpu)?
                         - from.as_tensor().to_device(&Device::Cpu)?)?
                     .abs()?
@@ -427,4 +447,106 @@ impl<M: ModuleT + Sync> Mirrored<M> {
             "this build has no NCCL; rebuild with --features nccl".into(),
         ))
     }
+}
+
+/// What `cxr devices --check` measures on each device: one training step of the
+/// tutorial's CNN against the same step on the CPU (the largest weight difference after
+/// it), then the time of further steps.
+#[derive(Debug, Clone)]
+pub struct DeviceCheck {
+    /// The strategy checked.
+    pub strategy: String,
+    /// Largest absolute difference between its weights and the CPU's after one step.
+    pub max_weight_difference: f32,
+    /// Images per second over the timed steps (global batch / seconds per step).
+    pub images_per_second: f64,
+    /// Global batch of each step.
+    pub global_batch: usize,
+}
+
+/// Runs the check on `strategy` with `per_replica` images of `image` x `image` per
+/// replica, timing `steps` steps.
+pub fn check_strategy(
+    strategy: &Strategy,
+    image: usize,
+    per_replica: usize,
+    steps: usize,
+) -> Result<DeviceCheck> {
+    use std::sync::Arc;
+
+    use crate::data::Pipeline;
+    use crate::nn::{XrayCnnConfig, xray_cnn};
+    use crate::train::{Adam, Constant, FitOptions};
+    use rand::{Rng, SeedableRng};
+
+    let global = strategy.global_batch_size(per_replica);
+    let build = |vb: VarBuilder, replica: usize| {
+        xray_cnn(
+            XrayCnnConfig {
+                image_size: (image, image),
+                seed: replica as u64,
+                ..Default::default()
+            },
+            vb,
+        )
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let pixels: Vec<f32> = (0..global * 3 * image * image)
+        .map(|_| rng.random_range(0.0..255.0))
+        .collect();
+    let x = candle_core::Tensor::from_vec(pixels, (global, 3, image, image), &Device::Cpu)?;
+    let y = candle_core::Tensor::from_iter((0..global).map(|i| (i % 2) as f32), &Device::Cpu)?
+        .reshape((global, 1))?;
+    let data = Pipeline::from_vec(vec![(x, y)]);
+    let options = |steps| FitOptions {
+        epochs: 1,
+        steps_per_epoch: Some(steps),
+        progress: false,
+        ..Default::default()
+    };
+    let adam = |w: &VarMap| Adam::new(w, Arc::new(Constant(1e-3)));
+
+    // The reference: the same replicas, all on the CPU.
+    let reference =
+        Strategy::cpu_replicas(strategy.num_replicas_in_sync())?.replicate(DType::F32, 1, build)?;
+    let checked = strategy.replicate(DType::F32, 1, build)?;
+    let (_, from) = reference.primary();
+    let (_, to) = checked.primary();
+    {
+        let source = crate::nn::weights::lock(from)?;
+        for (name, var) in crate::nn::weights::lock(to)?.iter() {
+            if let Some(s) = source.get(name) {
+                var.set(&s.as_tensor().to_device(var.device())?)?;
+            }
+        }
+    }
+    checked.broadcast_from_first()?;
+    reference
+        .trainer(adam)?
+        .fit(&data, None, &options(1), &mut [])?;
+    let mut trainer = checked.trainer(adam)?;
+    trainer.fit(&data, None, &options(1), &mut [])?;
+    let mut worst = 0f32;
+    {
+        let source = crate::nn::weights::lock(from)?;
+        for (name, var) in crate::nn::weights::lock(to)?.iter() {
+            if let Some(s) = source.get(name) {
+                let diff = (var.as_tensor().to_device(&Device::Cpu)? - s.as_tensor())?
+                    .abs()?
+                    .flatten_all()?
+                    .max(0)?
+                    .to_scalar::<f32>()?;
+                worst = worst.max(diff);
+            }
+        }
+    }
+    let start = std::time::Instant::now();
+    trainer.fit(&data, None, &options(steps), &mut [])?;
+    let per_step = start.elapsed().as_secs_f64() / steps.max(1) as f64;
+    Ok(DeviceCheck {
+        strategy: strategy.to_string(),
+        max_weight_difference: worst,
+        images_per_second: global as f64 / per_step,
+        global_batch: global,
+    })
 }

@@ -17,5 +17,5 @@ pub use layers::{
 };
 pub use summary::{LayerRow, Summary};
 pub use vgg::{Pooling, VGG16_LAYOUT, VGG19_LAYOUT, Vgg, VggConfig, VggDepth, vgg};
-pub use weights::{load, save, trainable_vars};
+pub use weights::{load, save, seeded_var_builder, trainable_vars};
 pub use xray_cnn::{XrayCnn, XrayCnnConfig, initial_bias, xray_cnn};

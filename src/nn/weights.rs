@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{Device, Tensor, Var};
-use candle_nn::VarMap;
+use candle_core::{DType, Device, Shape, Tensor, Var};
+use candle_nn::{Init, VarBuilder, VarMap};
 
 use crate::{Error, Result};
 
@@ -131,4 +131,120 @@ pub(crate) fn lock(varmap: &VarMap) -> Result<std::sync::MutexGuard<'_, HashMap<
         .data()
         .lock()
         .map_err(|_| Error::BadArgument("the weights are locked by a thread that panicked".into()))
+}
+
+/// A `VarBuilder` whose new variables are drawn from a seeded generator: the same seed
+/// builds the same model. (candle's CPU generator cannot be seeded, so models built
+/// with `VarBuilder::from_varmap` start from different weights on every run.) Each
+/// variable's stream depends on the seed and its name alone, so the order in which a
+/// model creates its layers does not matter. Variables already in `varmap` are kept.
+pub fn seeded_var_builder(
+    varmap: &VarMap,
+    seed: u64,
+    dtype: DType,
+    device: &Device,
+) -> VarBuilder<'static> {
+    VarBuilder::from_backend(
+        Box::new(Seeded {
+            map: varmap.clone(),
+            seed,
+        }),
+        dtype,
+        device.clone(),
+    )
+}
+
+struct Seeded {
+    map: VarMap,
+    seed: u64,
+}
+
+/// FNV-1a: a hash that is the same on every machine and Rust version.
+fn stable_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl Seeded {
+    fn draw(&self, shape: &Shape, name: &str, init: Init) -> candle_core::Result<Tensor> {
+        use rand::SeedableRng;
+        use rand_distr::Distribution;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed ^ stable_hash(name));
+        let n = shape.elem_count();
+        let uniform = |lo: f64, up: f64, rng: &mut rand_chacha::ChaCha8Rng| -> Vec<f64> {
+            let d = rand_distr::Uniform::new(lo, up).unwrap_or_else(|_| {
+                rand_distr::Uniform::new_inclusive(lo, lo).expect("a one-point range")
+            });
+            (0..n).map(|_| d.sample(rng)).collect()
+        };
+        let normal = |mean: f64, stdev: f64, rng: &mut rand_chacha::ChaCha8Rng| -> Vec<f64> {
+            let d = rand_distr::Normal::new(mean, stdev.max(0.0))
+                .unwrap_or_else(|_| rand_distr::Normal::new(mean, 0.0).expect("zero spread"));
+            (0..n).map(|_| d.sample(rng)).collect()
+        };
+        let values = match init {
+            Init::Const(v) => vec![v; n],
+            Init::Uniform { lo, up } => uniform(lo, up, &mut rng),
+            Init::Randn { mean, stdev } => normal(mean, stdev, &mut rng),
+            Init::Kaiming {
+                dist,
+                fan,
+                non_linearity,
+            } => {
+                let std = non_linearity.gain() / (fan.for_shape(shape) as f64).sqrt();
+                match dist {
+                    candle_nn::init::NormalOrUniform::Uniform => {
+                        let bound = 3f64.sqrt() * std;
+                        uniform(-bound, bound, &mut rng)
+                    }
+                    candle_nn::init::NormalOrUniform::Normal => normal(0.0, std, &mut rng),
+                }
+            }
+        };
+        Tensor::from_vec(values, shape.clone(), &Device::Cpu)
+    }
+}
+
+impl candle_nn::var_builder::SimpleBackend for Seeded {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        init: Init,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let mut vars = self.map.data().lock().map_err(|_| {
+            candle_core::Error::Msg("the weights are locked by a thread that panicked".into())
+        })?;
+        if let Some(var) = vars.get(name) {
+            if var.shape() != &shape {
+                candle_core::bail!(
+                    "{name} exists with shape {:?}, asked for {:?}",
+                    var.dims(),
+                    shape.dims()
+                );
+            }
+            return Ok(var.as_tensor().clone());
+        }
+        let tensor = self
+            .draw(&shape, name, init)?
+            .to_dtype(dtype)?
+            .to_device(device)?;
+        let var = Var::from_tensor(&tensor)?;
+        vars.insert(name.to_string(), var.clone());
+        Ok(var.as_tensor().clone())
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("{name}: a seeded builder makes variables with a shape; use `get`")
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.map
+            .data()
+            .lock()
+            .is_ok_and(|vars| vars.contains_key(name))
+    }
 }

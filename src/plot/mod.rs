@@ -149,6 +149,7 @@ pub fn named_color(name: &str) -> Option<RGBColor> {
         "tab:orange" => (255, 127, 14),
         "tab:green" => (44, 160, 44),
         "tab:red" => (214, 39, 40),
+        "tab:gray" | "tab:grey" => (127, 127, 127),
         _ => return None,
     };
     Some(RGBColor(rgb.0, rgb.1, rgb.2))

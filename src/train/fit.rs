@@ -164,6 +164,33 @@ impl History {
         Ok(DataFrame::new(self.epochs.len(), columns)?)
     }
 
+    /// Reads back a history written by [`History::save_csv`] (or by `CsvLogger`).
+    pub fn read_csv(path: impl AsRef<Path>) -> Result<History> {
+        let path = path.as_ref();
+        let frame = crate::data::read_csv(path)?;
+        let mut epochs = vec![Logs::new(); frame.height()];
+        for column in frame.columns() {
+            let name = column.name().to_string();
+            if name == "epoch" {
+                continue;
+            }
+            let values = column
+                .cast(&polars::prelude::DataType::Float64)
+                .and_then(|c| c.f64().map(|v| v.to_vec()))
+                .map_err(|e| Error::Table {
+                    path: path.into(),
+                    detail: format!("column {name} is not numeric: {e}"),
+                })?;
+            for (logs, v) in epochs.iter_mut().zip(values) {
+                logs.insert(name.clone(), v.unwrap_or(f64::NAN));
+            }
+        }
+        Ok(History {
+            epochs,
+            interrupted: false,
+        })
+    }
+
     /// Writes the table as CSV, atomically.
     pub fn save_csv(&self, path: impl AsRef<Path>) -> Result<()> {
         let mut frame = self.to_frame()?;
@@ -471,7 +498,8 @@ impl<'a> Trainer<'a> {
         let loss = self.loss;
         if self.replicas.len() == 1 {
             let replica = &mut self.replicas[0];
-            let result = replica_step(replica.model, loss, x, y, class_weight)?;
+            let (x, y) = (x.to_device(&replica.device)?, y.to_device(&replica.device)?);
+            let result = replica_step(replica.model, loss, &x, &y, class_weight)?;
             replica.optimizer.step(&result.grads)?;
             return Ok((result.loss, result.probabilities));
         }

@@ -116,6 +116,25 @@ enum Command {
         #[arg(long)]
         resume: Option<PathBuf>,
     },
+    /// The devices cxr can train on; with --check, one training step on each strategy
+    /// compared with the CPU, and the speed of further steps.
+    Devices {
+        /// Strategies to check, as --devices takes them (cpu:2, cuda:0, cuda).
+        #[arg(long)]
+        check: Vec<String>,
+        /// Average gradients with NCCL (CUDA, --features nccl), even on one GPU.
+        #[arg(long)]
+        nccl: bool,
+        /// Image side for the check.
+        #[arg(long, default_value_t = 180)]
+        image_size: usize,
+        /// Images per replica per step.
+        #[arg(long, default_value_t = 25)]
+        batch: usize,
+        /// Timed steps.
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+    },
     /// Classify X-rays with a model saved by `cxr train`.
     Predict {
         /// JPEG or PNG files.
@@ -237,6 +256,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             cfg.generated_images = generated_images.unwrap_or(cfg.generated_images);
             train(data.as_deref(), &out, &cfg)?;
+        }
+        Some(Command::Devices {
+            check,
+            nccl,
+            image_size,
+            batch,
+            steps,
+        }) => {
+            println!("detected: {}", cxr::distribute::Strategy::detect());
+            println!(
+                "built with: cuda {}, nccl {}, metal {}",
+                cfg!(feature = "cuda"),
+                cfg!(feature = "nccl"),
+                cfg!(feature = "metal")
+            );
+            for spec in check {
+                let mut strategy = cxr::distribute::Strategy::parse(&spec)?;
+                if nccl {
+                    strategy = strategy.with_all_reduce(cxr::distribute::AllReduce::Nccl)?;
+                }
+                let c = cxr::distribute::check_strategy(&strategy, image_size, batch, steps)?;
+                println!(
+                    "{spec}: {}; global batch {}; after one step the weights differ from the CPU's by at most {:.2e}; {:.1} images/s",
+                    c.strategy, c.global_batch, c.max_weight_difference, c.images_per_second
+                );
+            }
         }
         Some(Command::Predict { images, model }) => {
             let size = std::fs::read_to_string(model.with_extension("json"))
@@ -444,7 +489,16 @@ fn lesson(
         8 => cxr::ch08_roc::run(predictions, out),
         9 => {
             let bundled = root.join(cxr::ch01_loading::IMG_PATH);
-            cxr::ch09_tutorial::run(data.unwrap_or(&bundled), out)
+            cxr::ch09_tutorial::run(data.unwrap_or(&bundled), out).and_then(|mut report| {
+                // The replica benchmark's figure, from the numbers kept with the book.
+                let table = root.join(cxr::ch09_tutorial::SCALING_CSV);
+                if table.is_file() {
+                    let figure = out.join("ch09-scaling.png");
+                    cxr::ch09_tutorial::scaling_figure(&table)?.save(&figure)?;
+                    report.push(format!("figure: {}", figure.display()));
+                }
+                Ok(report)
+            })
         }
         other => {
             let known: Vec<String> = LESSONS
