@@ -395,6 +395,10 @@ pub struct TrainConfig {
     /// Where to train (`--devices`): `cpu`, `cpu:N`, `cuda`, `cuda:0,1`, `metal` or
     /// `auto`; see [`crate::distribute::Strategy::parse`].
     pub devices: String,
+    /// With several processes training together (one per machine): this one's rank,
+    /// the world size and the file that carries NCCL's id; see
+    /// [`crate::distribute::ProcessGroup`].
+    pub group: Option<crate::distribute::ProcessGroup>,
 }
 
 impl TrainConfig {
@@ -413,6 +417,7 @@ impl TrainConfig {
             progress: true,
             resume: None,
             devices: "cpu".into(),
+            group: None,
         }
     }
 
@@ -693,10 +698,15 @@ pub fn train_tutorial(
     ];
     // The tutorial's strategy: every replica gets `batch_size` images per step.
     let strategy = crate::distribute::Strategy::parse(&cfg.devices)?;
-    let global_batch = strategy.global_batch_size(cfg.batch_size);
+    let processes = cfg.group.as_ref().map_or(1, |g| g.world_size);
+    let global_batch = strategy.global_batch_size(cfg.batch_size) * processes;
     report.push(format!(
-        "strategy: {strategy}; number of replicas: {}, global batch {global_batch}",
-        strategy.num_replicas_in_sync()
+        "strategy: {strategy}; number of replicas: {}, global batch {global_batch}{}",
+        strategy.num_replicas_in_sync() * processes,
+        match &cfg.group {
+            Some(g) => format!("; process {} of {}", g.rank, g.world_size),
+            None => String::new(),
+        }
     ));
     let mirrored = strategy.replicate(candle_core::DType::F32, cfg.seed, |vb, replica| {
         crate::nn::xray_cnn(
@@ -709,9 +719,12 @@ pub fn train_tutorial(
             vb,
         )
     })?;
-    let mut trainer = mirrored
-        .trainer(|w| crate::train::Adam::new(w, Arc::new(cfg.learning_rate)))?
-        .with_metrics(tutorial_metrics());
+    let adam = |w: &candle_nn::VarMap| crate::train::Adam::new(w, Arc::new(cfg.learning_rate));
+    let trainer = match &cfg.group {
+        Some(group) => mirrored.trainer_in_group(group, adam)?,
+        None => mirrored.trainer(adam)?,
+    };
+    let mut trainer = trainer.with_metrics(tutorial_metrics());
     let train = to_batches(parts.train, global_batch, Some(cfg.seed));
     let val = to_batches(parts.val, global_batch, None);
     let test = to_batches(parts.test, global_batch, None);

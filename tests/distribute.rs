@@ -296,3 +296,82 @@ fn devices_are_parsed_and_bad_ones_explained() {
     }
     assert!(error("cuda:0,0").contains("named twice"));
 }
+
+#[test]
+fn processes_share_the_nccl_id_through_a_file() {
+    use cxr::distribute::{ID_BYTES, ProcessGroup};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("nccl.id");
+    // Ranks 1 to 3 start first and wait; rank 0 writes the id; all read the same bytes.
+    let waiting: Vec<_> = (1..4)
+        .map(|rank| {
+            let file = file.clone();
+            std::thread::spawn(move || {
+                ProcessGroup::new(rank, 4, &file)
+                    .unwrap()
+                    .share_id(|| panic!("only rank 0 makes the id"))
+                    .unwrap()
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let made = ProcessGroup::new(0, 4, &file)
+        .unwrap()
+        .share_id(|| Ok([7u8; ID_BYTES]))
+        .unwrap();
+    for handle in waiting {
+        assert_eq!(handle.join().unwrap(), made);
+    }
+    // A file left by an earlier run is refused by rank 0, with what to do.
+    let error = ProcessGroup::new(0, 2, &file)
+        .unwrap()
+        .share_id(|| Ok([1u8; ID_BYTES]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("already there") && error.contains("delete it"),
+        "{error}"
+    );
+    // A rank that waits in vain says which file and what to check.
+    let mut late = ProcessGroup::new(1, 2, dir.path().join("never.id")).unwrap();
+    late.timeout = std::time::Duration::from_millis(200);
+    let error = late.share_id(|| unreachable!()).unwrap_err().to_string();
+    assert!(
+        error.contains("never.id") && error.contains("start rank 0"),
+        "{error}"
+    );
+    // A truncated file is not an id.
+    std::fs::write(dir.path().join("short.id"), [1u8; 10]).unwrap();
+    let error = ProcessGroup::new(1, 2, dir.path().join("short.id"))
+        .unwrap()
+        .share_id(|| unreachable!())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("10 bytes"), "{error}");
+    let error = ProcessGroup::new(2, 2, &file).unwrap_err().to_string();
+    assert!(error.contains("below the world size"), "{error}");
+}
+
+#[test]
+fn each_process_takes_its_shards_and_cpu_replicas_cannot_join_a_group() {
+    use cxr::distribute::ProcessGroup;
+    let group = ProcessGroup::new(2, 4, "unused.id").unwrap();
+    assert_eq!(group.shards(1), 2..3);
+    assert_eq!(group.shards(2), 4..6);
+    // A global batch of 10 over 4 processes: shards 3, 3, 2, 2; rank 2 trains on 6..8.
+    let sizes = cxr::train::shard_sizes(10, 4);
+    let start: usize = sizes[..2].iter().sum();
+    assert_eq!((start, sizes[2]), (6, 2));
+    let mirrored = Strategy::cpu()
+        .replicate(DType::F32, 0, |vb, _| conv_net(vb))
+        .unwrap();
+    let error = mirrored
+        .trainer_in_group(&group, adam)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("--features nccl"), "{error}");
+    // A group of one is an ordinary run.
+    let alone = ProcessGroup::new(0, 1, "unused.id").unwrap();
+    assert!(mirrored.trainer_in_group(&alone, adam).is_ok());
+}

@@ -37,8 +37,11 @@ use candle_nn::{VarBuilder, VarMap};
 use crate::train::{Adam, Trainer};
 use crate::{Error, Result};
 
+mod group;
 #[cfg(feature = "nccl")]
 mod nccl;
+
+pub use group::{ID_BYTES, ProcessGroup};
 #[cfg(feature = "nccl")]
 pub(crate) use nccl::NcclComm;
 
@@ -390,7 +393,9 @@ impl<M> Mirrored<M> {
     pub fn max_divergence(&self) -> Result<f32> {
         let (_, first) = &self.replicas[0];
         let source: std::collections::HashMap<String, candle_core::Var> =
-            crate::nn::weights::trainable_named(first)?.into_iter().collect();
+            crate::nn::weights::trainable_named(first)?
+                .into_iter()
+                .collect();
         let mut worst = 0f32;
         for (_, weights) in &self.replicas[1..] {
             for (name, var) in crate::nn::weights::trainable_named(weights)? {
@@ -425,6 +430,64 @@ impl<M: ModuleT + Sync> Mirrored<M> {
             AllReduce::HostMemory => trainer,
             AllReduce::Nccl => trainer.with_nccl(self.nccl_comms()?),
         })
+    }
+
+    /// A trainer for this process's share of a group of processes (one per machine or
+    /// per GPU, see [`ProcessGroup`]): this process must hold one CUDA replica, and
+    /// gradients are summed across processes by NCCL. Each process reads the same global
+    /// batches and trains on its shard of each.
+    pub fn trainer_in_group(
+        &self,
+        group: &ProcessGroup,
+        make_optimizer: impl Fn(&VarMap) -> Result<Adam>,
+    ) -> Result<Trainer<'_>> {
+        if group.world_size == 1 {
+            return self.trainer(make_optimizer);
+        }
+        if self.replicas.len() != 1 || self.all_reduce_capable().is_err() {
+            return Err(Error::Device {
+                spec: format!("rank {} of {}", group.rank, group.world_size),
+                detail: "several processes train together through NCCL, with one CUDA GPU each"
+                    .into(),
+                fix: "build with --features nccl and give each process one GPU (--devices cuda:N)"
+                    .into(),
+            });
+        }
+        let comm = self.group_comm(group)?;
+        let shards = group.shards(1);
+        Ok(self
+            .trainer(make_optimizer)?
+            .with_nccl(vec![comm])
+            .with_shards(shards.start, group.world_size))
+    }
+
+    fn all_reduce_capable(&self) -> Result<()> {
+        let on_cuda = self
+            .replicas
+            .iter()
+            .all(|(_, w)| w.all_vars().first().is_some_and(|v| v.device().is_cuda()));
+        if on_cuda && cfg!(feature = "nccl") {
+            Ok(())
+        } else {
+            Err(Error::Training("no NCCL here".into()))
+        }
+    }
+
+    #[cfg(feature = "nccl")]
+    fn group_comm(&self, group: &ProcessGroup) -> Result<NcclComm> {
+        let device = self.replicas[0]
+            .1
+            .all_vars()
+            .first()
+            .map_or(Device::Cpu, |v| v.device().clone());
+        NcclComm::for_rank(&device, group)
+    }
+
+    #[cfg(not(feature = "nccl"))]
+    fn group_comm(&self, _group: &ProcessGroup) -> Result<NcclComm> {
+        Err(Error::Training(
+            "this build has no NCCL; rebuild with --features nccl".into(),
+        ))
     }
 
     #[cfg(feature = "nccl")]

@@ -31,6 +31,27 @@ impl NcclComm {
         Ok(comms.into_iter().map(NcclComm).collect())
     }
 
+    /// The communicator of this process's one GPU in a group of processes: rank 0 makes
+    /// NCCL's id and shares it through the group's file, every rank joins with it.
+    pub(crate) fn for_rank(device: &Device, group: &super::ProcessGroup) -> Result<NcclComm> {
+        use candle_core::cuda_backend::cudarc::nccl::safe::Id;
+        let failed = |e: &dyn std::fmt::Debug| {
+            Error::Training(format!(
+                "NCCL could not start rank {} of {} ({e:?}); check that every machine reaches the others",
+                group.rank, group.world_size
+            ))
+        };
+        let bytes = group.share_id(|| {
+            let id = Id::new().map_err(|e| failed(&e))?;
+            Ok(id.internal().map(|c| c as u8))
+        })?;
+        let id = Id::uninit(bytes.map(|b| b as std::ffi::c_char));
+        let stream = device.as_cuda_device()?.cuda_stream();
+        Comm::from_rank(stream, group.rank, group.world_size, id)
+            .map(NcclComm)
+            .map_err(|e| failed(&e))
+    }
+
     /// Replaces each of `vars`' gradients in `grads` by the sum over replicas of
     /// `scale` times it (a replica without a gradient adds zeros): with `scale` the
     /// replica's share of the batch, every replica ends with the same average. Every

@@ -245,6 +245,9 @@ pub struct Trainer<'a> {
     /// One NCCL communicator per replica, or none: gradients are averaged through host
     /// memory.
     nccl: Vec<crate::distribute::NcclComm>,
+    /// With several processes: the first of this process's shards, and the shards of a
+    /// global batch in all (`None`: this process's replicas share each batch alone).
+    shards: Option<(usize, usize)>,
     /// What is reported each epoch besides the loss.
     pub metrics: Vec<Box<dyn Metric>>,
     /// The loss, binary cross-entropy unless set.
@@ -263,6 +266,7 @@ impl<'a> Trainer<'a> {
                 device,
             }],
             nccl: Vec::new(),
+            shards: None,
             metrics: Vec::new(),
             loss: Loss::default(),
         }
@@ -297,6 +301,7 @@ impl<'a> Trainer<'a> {
         Ok(Trainer {
             replicas,
             nccl: Vec::new(),
+            shards: None,
             metrics: Vec::new(),
             loss: Loss::default(),
         })
@@ -305,6 +310,13 @@ impl<'a> Trainer<'a> {
     /// Averages gradients GPU to GPU through these communicators, one per replica.
     pub(crate) fn with_nccl(mut self, comms: Vec<crate::distribute::NcclComm>) -> Self {
         self.nccl = comms;
+        self
+    }
+
+    /// Trains on shards `first..first + replicas` of every global batch cut into `total`
+    /// shards: this process's part when several processes train together.
+    pub(crate) fn with_shards(mut self, first: usize, total: usize) -> Self {
+        self.shards = Some((first, total));
         self
     }
 
@@ -409,9 +421,11 @@ impl<'a> Trainer<'a> {
                     bar.abandon();
                     return Err(non_finite(epoch, step, loss_value));
                 }
-                loss_mean.add(f64::from(loss_value), truths.len());
+                // With several processes, this one saw its shards of the batch only.
+                let mine = &truths[self.own_samples(truths.len())];
+                loss_mean.add(f64::from(loss_value), mine.len());
                 for m in self.metrics.iter_mut() {
-                    m.update(&truths, &probs);
+                    m.update(mine, &probs);
                 }
                 step += 1;
                 bar.inc(1);
@@ -487,6 +501,19 @@ impl<'a> Trainer<'a> {
         Ok(history)
     }
 
+    /// The samples of a batch of `total` that this process's replicas train on.
+    fn own_samples(&self, total: usize) -> std::ops::Range<usize> {
+        match self.shards {
+            None => 0..total,
+            Some((first, count)) => {
+                let all = shard_sizes(total, count);
+                let start: usize = all[..first].iter().sum();
+                let len: usize = all[first..first + self.replicas.len()].iter().sum();
+                start..start + len
+            }
+        }
+    }
+
     /// One training step on a batch: forward, loss, backward and the optimiser's update,
     /// on every replica. Returns the batch's mean loss and its probabilities.
     fn train_step(
@@ -496,7 +523,7 @@ impl<'a> Trainer<'a> {
         class_weight: Option<&[f64]>,
     ) -> Result<(f32, Vec<f32>)> {
         let loss = self.loss;
-        if self.replicas.len() == 1 {
+        if self.replicas.len() == 1 && self.shards.is_none() {
             let replica = &mut self.replicas[0];
             let (x, y) = (x.to_device(&replica.device)?, y.to_device(&replica.device)?);
             let result = replica_step(replica.model, loss, &x, &y, class_weight)?;
@@ -504,12 +531,14 @@ impl<'a> Trainer<'a> {
             return Ok((result.loss, result.probabilities));
         }
         let total = x.dim(0)?;
-        let shards = shard_sizes(total, self.replicas.len());
+        let (first, count) = self.shards.unwrap_or((0, self.replicas.len()));
+        let all = shard_sizes(total, count);
+        let shards = &all[first..first + self.replicas.len()];
+        let mut start: usize = all[..first].iter().sum();
         let nccl = &self.nccl;
         let mut results: Vec<Option<ShardResult>> = std::thread::scope(|scope| {
             let mut handles = Vec::new();
-            let mut start = 0;
-            for (r, (replica, &size)) in self.replicas.iter().zip(&shards).enumerate() {
+            for (r, (replica, &size)) in self.replicas.iter().zip(shards).enumerate() {
                 let (model, weights, device) =
                     (replica.model, replica.weights, replica.device.clone());
                 let comm = nccl.get(r);
@@ -560,6 +589,12 @@ impl<'a> Trainer<'a> {
         if !self.nccl.is_empty() {
             return self.apply(&results, total);
         }
+        if self.shards.is_some() {
+            return Err(Error::Training(
+                "shards of a batch spread over several processes need NCCL to sum their gradients"
+                    .into(),
+            ));
+        }
         // All-reduce: the shard-size-weighted mean of the gradients, summed on the host,
         // handed to every replica.
         let named: Vec<Vec<(String, candle_core::Var)>> = self
@@ -608,19 +643,21 @@ impl<'a> Trainer<'a> {
         self.apply(&results, total)
     }
 
-    /// Every replica's update from its (averaged) gradients; the batch's mean loss and
-    /// probabilities, shard after shard.
+    /// Every replica's update from its (averaged) gradients; the mean loss and the
+    /// probabilities of this process's shards, shard after shard.
     fn apply(&mut self, results: &[Option<ShardResult>], total: usize) -> Result<(f32, Vec<f32>)> {
-        let mut loss_sum = 0.0;
+        let (mut loss_sum, mut samples) = (0.0, 0);
         let mut probabilities = Vec::with_capacity(total);
         for (replica, result) in self.replicas.iter_mut().zip(results) {
             if let Some(result) = result {
                 replica.optimizer.step(&result.grads)?;
                 loss_sum += f64::from(result.loss) * result.samples as f64;
+                samples += result.samples;
                 probabilities.extend_from_slice(&result.probabilities);
             }
         }
-        Ok(((loss_sum / total.max(1) as f64) as f32, probabilities))
+        // This process's samples: the whole batch, unless other processes share it.
+        Ok(((loss_sum / samples.max(1) as f64) as f32, probabilities))
     }
 
     /// Loss and metrics on `data` in inference mode (Keras's `model.evaluate`), on the

@@ -111,6 +111,16 @@ enum Command {
         /// auto. Each replica gets a batch of 25 images per step.
         #[arg(long, default_value = "cpu")]
         devices: String,
+        /// With several processes (one per machine, --features nccl): this one's number,
+        /// 0 to world size - 1. Give each process its own --out.
+        #[arg(long, requires_all = ["world_size", "nccl_id"])]
+        rank: Option<usize>,
+        /// How many processes train together.
+        #[arg(long)]
+        world_size: Option<usize>,
+        /// A new file in a folder every process sees: rank 0 writes NCCL's id there.
+        #[arg(long)]
+        nccl_id: Option<PathBuf>,
         /// Continue an interrupted run from its training state (--out's
         /// train_state.safetensors): same settings, same seed, same result.
         #[arg(long)]
@@ -239,6 +249,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             learning_rate,
             generated_images,
             devices,
+            rank,
+            world_size,
+            nccl_id,
             resume,
         }) => {
             let mut cfg = if full {
@@ -251,6 +264,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cfg.steps_per_epoch = steps_per_epoch.or(cfg.steps_per_epoch);
             cfg.resume = resume;
             cfg.devices = devices;
+            if let (Some(rank), Some(world), Some(id)) = (rank, world_size, nccl_id) {
+                cfg.group = Some(cxr::distribute::ProcessGroup::new(rank, world, id)?);
+            }
             if let Some(lr) = learning_rate {
                 cfg.learning_rate.initial = lr;
             }
