@@ -107,3 +107,166 @@ fn pointwise_matches_a_1x1_convolution() {
         );
     }
 }
+
+/// Output and input gradient of a one-input op against a reference.
+fn compare_unary(
+    what: &str,
+    shape: (usize, usize, usize, usize),
+    ours: &dyn Fn(&Tensor) -> Tensor,
+    theirs: &dyn Fn(&Tensor) -> Tensor,
+) {
+    let dev = Device::Cpu;
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, shape, &dev).unwrap()).unwrap();
+    let (a, b) = (ours(&x), theirs(&x));
+    close(&a, &b, &format!("{what} output"));
+    let mix = Tensor::randn(0f32, 1.0, b.shape(), &dev).unwrap();
+    let ga = (a * &mix).unwrap().sum_all().unwrap().backward().unwrap();
+    let gb = (b * &mix).unwrap().sum_all().unwrap().backward().unwrap();
+    close(
+        ga.get(&x).unwrap(),
+        gb.get(&x).unwrap(),
+        &format!("{what} input gradient"),
+    );
+}
+
+#[test]
+fn fused_relu_matches_candle() {
+    for shape in [(2, 3, 7, 9), (1, 1, 1, 1), (4, 16, 45, 45)] {
+        compare_unary(
+            &format!("relu {shape:?}"),
+            shape,
+            &|x| cxr::nn::kernels::relu(x).unwrap(),
+            &|x| x.relu().unwrap(),
+        );
+    }
+}
+
+#[test]
+fn fused_max_pool_matches_reshape_and_max() {
+    // Random normal values have no ties, so "first maximum" and candle's "every maximum"
+    // agree; odd sizes drop the last row and column.
+    for (shape, k) in [
+        ((2, 3, 8, 8), 2),
+        ((1, 2, 45, 45), 2),
+        ((3, 1, 7, 10), 3),
+        ((1, 4, 5, 5), 5),
+    ] {
+        compare_unary(
+            &format!("max-pool k{k} {shape:?}"),
+            shape,
+            &|x| {
+                cxr::nn::kernels::max_pool2d(x, k)
+                    .unwrap()
+                    .expect("the CPU has the fused kernel")
+            },
+            &|x| {
+                let (n, c, h, w) = x.dims4().unwrap();
+                let (ho, wo) = (h / k, w / k);
+                x.narrow(2, 0, ho * k)
+                    .unwrap()
+                    .narrow(3, 0, wo * k)
+                    .unwrap()
+                    .reshape((n, c, ho, k, wo, k))
+                    .unwrap()
+                    .max(5)
+                    .unwrap()
+                    .max(3)
+                    .unwrap()
+            },
+        );
+    }
+}
+
+#[test]
+fn fused_max_pool_gives_a_tied_window_one_gradient() {
+    // After a ReLU, windows of zeros are common: the gradient goes to the first, as in
+    // PyTorch, and the total gradient is what flowed in.
+    let x = Var::from_tensor(
+        &Tensor::zeros((1, 1, 4, 4), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    )
+    .unwrap();
+    let y = cxr::nn::kernels::max_pool2d(&x, 2).unwrap().unwrap();
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let gx = g
+        .get(&x)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_eq!(gx.iter().sum::<f32>(), 4.0);
+    assert_eq!(gx[0], 1.0);
+    assert_eq!(gx[1], 0.0);
+}
+
+/// Batch norm in training mode from candle's ops: what the fused kernel replaces.
+fn batch_norm_reference(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Tensor {
+    let c = x.dim(1).unwrap();
+    let mut shape = vec![1; x.rank()];
+    shape[1] = c;
+    let per_channel = x
+        .transpose(0, 1)
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .reshape((c, ()))
+        .unwrap();
+    let mean = per_channel.mean(1).unwrap();
+    let var = per_channel
+        .broadcast_sub(&mean.unsqueeze(1).unwrap())
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .mean(1)
+        .unwrap();
+    let inv = (var + eps).unwrap().sqrt().unwrap().recip().unwrap();
+    let scale = (gamma * inv).unwrap();
+    let shift = (beta - (&mean * &scale).unwrap()).unwrap();
+    x.broadcast_mul(&scale.reshape(shape.as_slice()).unwrap())
+        .unwrap()
+        .broadcast_add(&shift.reshape(shape.as_slice()).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn fused_batch_norm_matches_candles_ops_with_all_three_gradients() {
+    let dev = Device::Cpu;
+    for shape in [
+        vec![4, 3, 5, 7],
+        vec![25, 8],
+        vec![2, 16, 9, 9],
+        vec![1, 2, 3, 3],
+    ] {
+        let c = shape[1];
+        let x =
+            Var::from_tensor(&Tensor::randn(0.5f32, 2.0, shape.as_slice(), &dev).unwrap()).unwrap();
+        let gamma = Var::from_tensor(&Tensor::randn(1f32, 0.3, c, &dev).unwrap()).unwrap();
+        let beta = Var::from_tensor(&Tensor::randn(0f32, 0.3, c, &dev).unwrap()).unwrap();
+        let ours = cxr::nn::kernels::batch_norm_train(&x, &gamma, &beta, 1e-3)
+            .unwrap()
+            .unwrap();
+        let theirs = batch_norm_reference(&x, &gamma, &beta, 1e-3);
+        let what = format!("batch norm {shape:?}");
+        close(&ours, &theirs, &format!("{what} output"));
+        let mix = Tensor::randn(0f32, 1.0, theirs.shape(), &dev).unwrap();
+        let ga = (ours * &mix)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gb = (theirs * &mix)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (var, name) in [(&x, "x"), (&gamma, "gamma"), (&beta, "beta")] {
+            close(
+                ga.get(var).unwrap(),
+                gb.get(var).unwrap(),
+                &format!("{what} gradient of {name}"),
+            );
+        }
+    }
+}

@@ -306,3 +306,408 @@ fn depthwise_direct<T: Float>(x: &Tensor, w: &Tensor, padding: usize) -> Result<
     });
     with_gradients(x, w, output, backward)
 }
+
+/// The contiguous `f32` values of a CPU storage under `layout`.
+fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let CpuStorage::F32(values) = storage else {
+        candle_core::bail!("cxr's fused kernels take f32 tensors");
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&values[start..end]),
+        None => candle_core::bail!("cxr's fused kernels need contiguous tensors"),
+    }
+}
+
+/// Elements per parallel task: large enough that spawning a task costs nothing.
+const CHUNK: usize = 1 << 15;
+
+/// `max(x, 0)` in one parallel pass, with a backward pass that reads the output once
+/// (candle's takes five single-threaded passes).
+struct Relu;
+
+impl candle_core::CustomOp1 for Relu {
+    fn name(&self) -> &'static str {
+        "cxr-relu"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(storage, layout)?;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(y, x)| {
+                for (o, &v) in y.iter_mut().zip(x) {
+                    *o = v.max(0.0);
+                }
+            });
+        Ok((CpuStorage::F32(y), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(
+            grad.contiguous()?
+                .apply_op2_no_bwd(&y.contiguous()?, &ReluBackward)?,
+        ))
+    }
+}
+
+/// The gradient of [`Relu`]: the output gradient where the output is positive.
+struct ReluBackward;
+
+impl candle_core::CustomOp2 for ReluBackward {
+    fn name(&self) -> &'static str {
+        "cxr-relu-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+        y: &CpuStorage,
+        y_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (g, y) = (f32_slice(grad, grad_layout)?, f32_slice(y, y_layout)?);
+        let mut out = vec![0f32; g.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
+            .for_each(|(o, (g, y))| {
+                for ((o, &g), &y) in o.iter_mut().zip(g).zip(y) {
+                    *o = if y > 0.0 { g } else { 0.0 };
+                }
+            });
+        Ok((CpuStorage::F32(out), grad_layout.shape().clone()))
+    }
+}
+
+/// ReLU: a fused parallel kernel for `f32` on the CPU, candle's op elsewhere.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        x.contiguous()?.apply_op1(Relu)
+    } else {
+        x.relu()
+    }
+}
+
+/// A `k` x `k` max-pool, stride `k`, the last rows and columns that do not fill a
+/// window dropped (Keras's `MaxPool2D`), in one parallel pass; its backward pass gives
+/// each window's gradient to the first of its maxima, as PyTorch does.
+struct MaxPool {
+    k: usize,
+}
+
+impl candle_core::CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "cxr-max-pool"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = layout.shape().dims4()?;
+        let k = self.k;
+        let (ho, wo) = (h / k, w / k);
+        let x = f32_slice(storage, layout)?;
+        let mut y = vec![0f32; n * c * ho * wo];
+        y.par_chunks_mut(ho * wo)
+            .zip(x.par_chunks(h * w))
+            .for_each(|(y, x)| {
+                for r in 0..ho {
+                    for col in 0..wo {
+                        let mut best = f32::NEG_INFINITY;
+                        for i in 0..k {
+                            let row = &x[(r * k + i) * w + col * k..][..k];
+                            for &v in row {
+                                if v > best || v.is_nan() {
+                                    best = v;
+                                }
+                            }
+                        }
+                        y[r * wo + col] = best;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), Shape::from((n, c, ho, wo))))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(x.contiguous()?.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &MaxPoolBackward { k: self.k },
+        )?))
+    }
+}
+
+/// The gradient of [`MaxPool`] with respect to its input.
+struct MaxPoolBackward {
+    k: usize,
+}
+
+impl candle_core::CustomOp2 for MaxPoolBackward {
+    fn name(&self) -> &'static str {
+        "cxr-max-pool-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, _, h, w) = x_layout.shape().dims4()?;
+        let k = self.k;
+        let (ho, wo) = (h / k, w / k);
+        let (x, g) = (f32_slice(x, x_layout)?, f32_slice(grad, grad_layout)?);
+        let mut gx = vec![0f32; x.len()];
+        gx.par_chunks_mut(h * w)
+            .zip(x.par_chunks(h * w).zip(g.par_chunks(ho * wo)))
+            .for_each(|(gx, (x, g))| {
+                for r in 0..ho {
+                    for col in 0..wo {
+                        let (mut best, mut at) = (f32::NEG_INFINITY, (r * k) * w + col * k);
+                        for i in 0..k {
+                            for j in 0..k {
+                                let p = (r * k + i) * w + col * k + j;
+                                if x[p] > best {
+                                    best = x[p];
+                                    at = p;
+                                }
+                            }
+                        }
+                        gx[at] += g[r * wo + col];
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(gx), x_layout.shape().clone()))
+    }
+}
+
+/// A `k` x `k` max-pool, stride `k`: a fused parallel kernel for `f32` on the CPU, `None`
+/// elsewhere (the caller uses candle's ops).
+pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Option<Tensor>> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() == 4 {
+        Ok(Some(x.contiguous()?.apply_op1(MaxPool { k })?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// `(images, channels, values per channel plane)` of an `(N, C, ...)` shape.
+fn planes(shape: &Shape) -> Result<(usize, usize, usize)> {
+    let dims = shape.dims();
+    if dims.len() < 2 {
+        candle_core::bail!("batch norm needs (N, C, ...) input, got {dims:?}");
+    }
+    Ok((dims[0], dims[1], dims[2..].iter().product()))
+}
+
+/// Each channel's mean and biased variance over every image and position, in f64.
+fn moments(x: &[f32], (n, c, plane): (usize, usize, usize)) -> Vec<(f64, f64)> {
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let count = (n * plane).max(1) as f64;
+            let mut sum = 0f64;
+            for i in 0..n {
+                sum += x[(i * c + ch) * plane..][..plane]
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .sum::<f64>();
+            }
+            let mean = sum / count;
+            let mut squares = 0f64;
+            for i in 0..n {
+                squares += x[(i * c + ch) * plane..][..plane]
+                    .iter()
+                    .map(|&v| (f64::from(v) - mean).powi(2))
+                    .sum::<f64>();
+            }
+            (mean, squares / count)
+        })
+        .collect()
+}
+
+/// The per-channel mean and biased variance of `x` `(N, C, ...)`, as two `(C,)` tensors,
+/// not tracked: what batch norm's running statistics follow.
+pub fn channel_moments(x: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
+    if !(x.device().is_cpu() && x.dtype() == DType::F32) {
+        return Ok(None);
+    }
+    let shape = planes(x.shape())?;
+    let values = x.detach().contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let m = moments(&values, shape);
+    let mean: Vec<f32> = m.iter().map(|&(mu, _)| mu as f32).collect();
+    let var: Vec<f32> = m.iter().map(|&(_, v)| v as f32).collect();
+    Ok(Some((
+        Tensor::new(mean, x.device())?,
+        Tensor::new(var, x.device())?,
+    )))
+}
+
+/// Batch normalisation in training mode, `gamma * (x - mean) / sqrt(var + eps) + beta`
+/// with the batch's own per-channel statistics, in one parallel pass; its backward pass
+/// gives the gradients of `x`, `gamma` and `beta` in one more (candle's chain of
+/// broadcast ops takes about fifteen single-threaded passes).
+struct BatchNormTrain {
+    eps: f64,
+}
+
+impl CustomOp3 for BatchNormTrain {
+    fn name(&self) -> &'static str {
+        "cxr-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        gamma: &CpuStorage,
+        gamma_layout: &Layout,
+        beta: &CpuStorage,
+        beta_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, plane) = planes(x_layout.shape())?;
+        let x = f32_slice(x, x_layout)?;
+        let (gamma, beta) = (
+            f32_slice(gamma, gamma_layout)?,
+            f32_slice(beta, beta_layout)?,
+        );
+        let stats = moments(x, (n, c, plane));
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(plane.max(1))
+            .zip(x.par_chunks(plane.max(1)))
+            .enumerate()
+            .for_each(|(p, (y, x))| {
+                let ch = p % c;
+                let (mean, var) = stats[ch];
+                let scale = f64::from(gamma[ch]) / (var + self.eps).sqrt();
+                let shift = f64::from(beta[ch]) - mean * scale;
+                let (scale, shift) = (scale as f32, shift as f32);
+                for (o, &v) in y.iter_mut().zip(x) {
+                    *o = v * scale + shift;
+                }
+            });
+        Ok((CpuStorage::F32(y), x_layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let c = gamma.elem_count();
+        let packed = x.contiguous()?.apply_op3_no_bwd(
+            &gamma.contiguous()?,
+            &grad.contiguous()?,
+            &BatchNormBackward { eps: self.eps },
+        )?;
+        let dx = packed.narrow(0, 0, x.elem_count())?.reshape(x.shape())?;
+        let dgamma = packed
+            .narrow(0, x.elem_count(), c)?
+            .reshape(gamma.shape())?;
+        let dbeta = packed
+            .narrow(0, x.elem_count() + c, c)?
+            .reshape(gamma.shape())?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+/// The gradients of [`BatchNormTrain`], packed into one vector: `dx`, then `dgamma`,
+/// then `dbeta`. With `xh` the normalised input and `m` the count per channel:
+/// `dbeta = sum(dy)`, `dgamma = sum(dy * xh)`,
+/// `dx = gamma / sqrt(var + eps) * (dy - dbeta / m - xh * dgamma / m)`.
+struct BatchNormBackward {
+    eps: f64,
+}
+
+impl CustomOp3 for BatchNormBackward {
+    fn name(&self) -> &'static str {
+        "cxr-batch-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        gamma: &CpuStorage,
+        gamma_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, plane) = planes(x_layout.shape())?;
+        let x = f32_slice(x, x_layout)?;
+        let gamma = f32_slice(gamma, gamma_layout)?;
+        let dy = f32_slice(grad, grad_layout)?;
+        let stats = moments(x, (n, c, plane));
+        // Per channel: sum(dy) and sum(dy * xh).
+        let sums: Vec<(f64, f64)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let (mean, var) = stats[ch];
+                let inv = 1.0 / (var + self.eps).sqrt();
+                let (mut sd, mut sdx) = (0f64, 0f64);
+                for i in 0..n {
+                    let at = (i * c + ch) * plane;
+                    for (&g, &v) in dy[at..at + plane].iter().zip(&x[at..at + plane]) {
+                        let g = f64::from(g);
+                        sd += g;
+                        sdx += g * (f64::from(v) - mean) * inv;
+                    }
+                }
+                (sd, sdx)
+            })
+            .collect();
+        let m = (n * plane).max(1) as f64;
+        let mut out = vec![0f32; x.len() + 2 * c];
+        let (dx, rest) = out.split_at_mut(x.len());
+        dx.par_chunks_mut(plane.max(1))
+            .zip(x.par_chunks(plane.max(1)).zip(dy.par_chunks(plane.max(1))))
+            .enumerate()
+            .for_each(|(p, (dx, (x, dy)))| {
+                let ch = p % c;
+                let (mean, var) = stats[ch];
+                let inv = 1.0 / (var + self.eps).sqrt();
+                let (sd, sdx) = sums[ch];
+                let scale = f64::from(gamma[ch]) * inv;
+                for ((o, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+                    let xh = (f64::from(v) - mean) * inv;
+                    *o = (scale * (f64::from(g) - sd / m - xh * sdx / m)) as f32;
+                }
+            });
+        for (ch, &(sd, sdx)) in sums.iter().enumerate() {
+            rest[ch] = sdx as f32;
+            rest[c + ch] = sd as f32;
+        }
+        let len = out.len();
+        Ok((CpuStorage::F32(out), Shape::from(len)))
+    }
+}
+
+/// Whether [`batch_norm_train`] and [`channel_moments`] take these tensors: `f32` on the
+/// CPU, `(N, C, ...)`.
+pub fn batch_norm_fusable(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> bool {
+    x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && gamma.dtype() == DType::F32
+        && beta.dtype() == DType::F32
+        && x.rank() >= 2
+}
+
+/// Batch normalisation in training mode with the batch's statistics: a fused kernel for
+/// `f32` on the CPU, `None` elsewhere (the caller uses candle's ops).
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<Option<Tensor>> {
+    if !batch_norm_fusable(x, gamma, beta) {
+        return Ok(None);
+    }
+    Ok(Some(x.contiguous()?.apply_op3(
+        &gamma.contiguous()?,
+        &beta.contiguous()?,
+        BatchNormTrain { eps },
+    )?))
+}

@@ -64,16 +64,19 @@ pub fn dense(in_features: usize, out_features: usize, vb: VarBuilder) -> Result<
 /// Keras's `MaxPool2D()`: the maximum of each `k` x `k` window, stride `k`, and a last row
 /// or column that does not fill a window is dropped (45 x 45 becomes 22 x 22).
 ///
-/// Built from a reshape and two `max` reductions rather than candle's `max_pool2d`,
-/// whose backward pass in candle 0.11.1 scales the gradient by 1/k² and misplaces it
-/// when the size is odd (`tests/nn_gradients.rs` shows both). Where a window holds tied
-/// maxima, each gets the gradient (PyTorch picks one); after a ReLU the tied zeros get
-/// none either way.
+/// Not candle's `max_pool2d`, whose backward pass in candle 0.11.1 scales the gradient
+/// by 1/k² and misplaces it when the size is odd (`tests/nn_gradients.rs` shows both):
+/// on the CPU a fused kernel ([`super::kernels::max_pool2d`]) whose gradient goes to the
+/// first maximum of each window, as PyTorch's does; elsewhere a reshape and two `max`
+/// reductions, where tied maxima each get the gradient.
 pub fn max_pool2d(xs: &Tensor, k: usize) -> Result<Tensor> {
     let (n, c, h, w) = xs.dims4()?;
     let (ho, wo) = (h / k, w / k);
     if ho == 0 || wo == 0 {
         candle_core::bail!("max_pool2d: a {h} x {w} input is smaller than the {k} x {k} window");
+    }
+    if let Some(pooled) = super::kernels::max_pool2d(xs, k)? {
+        return Ok(pooled);
     }
     xs.narrow(2, 0, ho * k)?
         .narrow(3, 0, wo * k)?
@@ -186,6 +189,17 @@ impl ModuleT for Dropout {
             .collect();
         let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;
         xs * mask
+    }
+}
+
+/// Keras's `ReLU()` (`activation="relu"`): `max(x, 0)`, with a fused parallel kernel on
+/// the CPU ([`super::kernels::relu`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReLU;
+
+impl Module for ReLU {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        super::kernels::relu(xs)
     }
 }
 
@@ -383,13 +397,23 @@ impl ModuleT for BatchNorm {
         let shape = self.shape_for(xs);
         let dtype = xs.dtype();
         let (mean, var) = if train {
-            // Per channel over every other axis: move channels first and flatten the rest.
             let channels = xs.dim(1)?;
-            let per_channel = xs.transpose(0, 1)?.contiguous()?.reshape((channels, ()))?;
-            let count = per_channel.dim(1)?;
-            let mean = per_channel.mean(1)?;
-            let centred = per_channel.broadcast_sub(&mean.unsqueeze(1)?)?;
-            let var = centred.sqr()?.mean(1)?;
+            let count = xs.elem_count() / channels.max(1);
+            let fused = super::kernels::batch_norm_fusable(xs, &self.weight, &self.bias);
+            let moments = match fused {
+                true => super::kernels::channel_moments(xs)?,
+                false => None,
+            };
+            let (mean, var) = match moments {
+                Some(moments) => moments,
+                None => {
+                    // Per channel over every other axis: channels first, the rest flat.
+                    let per_channel = xs.transpose(0, 1)?.contiguous()?.reshape((channels, ()))?;
+                    let mean = per_channel.mean(1)?;
+                    let centred = per_channel.broadcast_sub(&mean.unsqueeze(1)?)?;
+                    (mean, centred.sqr()?.mean(1)?)
+                }
+            };
             let keep = self.cfg.momentum;
             let running_var = if self.cfg.unbiased_running_var && count > 1 {
                 (&var * (count as f64 / (count - 1) as f64))?
@@ -403,6 +427,12 @@ impl ModuleT for BatchNorm {
                 + (running_var.detach().to_dtype(stats)? * (1.0 - keep))?)?;
             self.running_mean.set(&new_mean)?;
             self.running_var.set(&new_var)?;
+            if fused
+                && let Some(y) =
+                    super::kernels::batch_norm_train(xs, &self.weight, &self.bias, self.cfg.eps)?
+            {
+                return Ok(y);
+            }
             (mean, var)
         } else {
             (

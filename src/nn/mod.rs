@@ -12,7 +12,7 @@ pub mod weights;
 pub mod xray_cnn;
 
 pub use layers::{
-    BatchNorm, BatchNormConfig, Conv2dSame, Dropout, Flatten, MaxPool2d, Rescaling,
+    BatchNorm, BatchNormConfig, Conv2dSame, Dropout, Flatten, MaxPool2d, ReLU, Rescaling,
     SeparableConv2d, SeparableConv2dConfig, dropout,
 };
 pub use summary::{LayerRow, Summary};

@@ -5,7 +5,7 @@
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use super::layers::{Conv2dSame, conv2d_same, dense, max_pool2d};
+use super::layers::{Conv2dSame, ReLU, conv2d_same, dense, max_pool2d};
 use super::summary::{Summary, SummaryBuilder};
 
 /// Which VGG.
@@ -212,14 +212,17 @@ impl ModuleT for Vgg {
         let mut xs = xs.clone();
         for block in &self.blocks {
             for conv in block {
-                xs = xs.apply(conv)?.relu()?;
+                xs = xs.apply(conv)?.apply(&ReLU)?;
             }
             xs = max_pool2d(&xs, 2)?;
         }
         match (&self.top, self.cfg.pooling) {
             (Some((fc1, fc2, predictions)), _) => {
                 let xs = xs.flatten_from(1)?;
-                predictions.forward(&fc2.forward(&fc1.forward(&xs)?.relu()?)?.relu()?)
+                predictions.forward(
+                    &fc2.forward(&fc1.forward(&xs)?.apply(&ReLU)?)?
+                        .apply(&ReLU)?,
+                )
             }
             (None, Pooling::None) => Ok(xs),
             (None, Pooling::Avg) => xs.mean((2, 3)),

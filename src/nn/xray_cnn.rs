@@ -7,7 +7,7 @@ use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 
 use super::layers::{
-    BatchNorm, BatchNormConfig, Conv2dSame, Dropout, Rescaling, SeparableConv2d,
+    BatchNorm, BatchNormConfig, Conv2dSame, Dropout, ReLU, Rescaling, SeparableConv2d,
     SeparableConv2dConfig, batch_norm, conv2d_same, dense, dropout, glorot_uniform, max_pool2d,
     separable_conv2d,
 };
@@ -210,12 +210,16 @@ impl ModuleT for XrayCnn {
         let xs = xs
             .apply(&self.rescale)?
             .apply(&self.conv1)?
-            .relu()?
+            .apply(&ReLU)?
             .apply(&self.conv2)?
-            .relu()?;
+            .apply(&ReLU)?;
         let mut xs = max_pool2d(&xs, 2)?;
         for block in &self.blocks {
-            xs = xs.apply(&block.sep1)?.relu()?.apply(&block.sep2)?.relu()?;
+            xs = xs
+                .apply(&block.sep1)?
+                .apply(&ReLU)?
+                .apply(&block.sep2)?
+                .apply(&ReLU)?;
             xs = max_pool2d(&block.bn.forward_t(&xs, train)?, 2)?;
             if let Some(dropout) = &block.dropout {
                 xs = dropout.forward_t(&xs, train)?;
@@ -223,7 +227,7 @@ impl ModuleT for XrayCnn {
         }
         let mut xs = xs.flatten_from(1)?;
         for block in &self.dense {
-            xs = block.dense.forward(&xs)?.relu()?;
+            xs = block.dense.forward(&xs)?.apply(&ReLU)?;
             xs = block
                 .dropout
                 .forward_t(&block.bn.forward_t(&xs, train)?, train)?;
