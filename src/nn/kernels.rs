@@ -81,6 +81,18 @@ fn flip(t: &Tensor, dim: usize) -> Result<Tensor> {
 /// `x.conv2d(w, padding, 1, 1, 1)`, with the input gradient computed as a convolution
 /// (im2col and a matrix product) instead of candle's `conv_transpose2d` loop.
 pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
+    let (_, c, h, width) = x.dims4()?;
+    let (_, wc, k, kw) = w.dims4()?;
+    if x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && wc == c
+        && k == kw
+        && h + 2 * padding >= k
+        && width + 2 * padding >= k
+    {
+        return conv2d_im2col(x, w, padding);
+    }
     let float = matches!(x.dtype(), DType::F32 | DType::F64);
     if !x.device().is_cpu() || !float || !(x.track_op() || w.track_op()) {
         return x.conv2d(w, padding, 1, 1, 1);
@@ -103,6 +115,157 @@ pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
         // A size that does not divide evenly can leave gw a row or column too large.
         let gw = gw.narrow(2, 0, k)?.narrow(3, 0, w.dim(3)?)?;
         Ok((gx, gw))
+    });
+    with_gradients(x, w, output, backward)
+}
+
+/// `c = a b` (or `c += a b` with `accumulate`) for `a` m x k and `b` k x n, each given
+/// as its values with a row stride and a column stride (so that a transposed view is
+/// just other strides); `c` is m x n, row-major. Single-threaded: callers run one per
+/// image, in parallel.
+fn matmul(
+    (m, n, k): (usize, usize, usize),
+    c: &mut [f32],
+    (a, a_rs, a_cs): (&[f32], usize, usize),
+    (b, b_rs, b_cs): (&[f32], usize, usize),
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    // Every element read or written lies inside its slice.
+    assert!(c.len() >= m * n);
+    assert!(a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
+    assert!(b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    // SAFETY: the asserts above bound every index gemm computes from these strides; the
+    // three slices are distinct borrows, so `c` does not alias `a` or `b`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// The columns of one image for a `k` x `k` convolution: row `(channel, i, j)` holds the
+/// input shifted by `(i - p, j - p)` at every output position, zero outside.
+fn im2col(image: &[f32], channels: usize, g: Plane) -> Vec<f32> {
+    let hw = g.ho * g.wo;
+    let mut col = vec![0f32; channels * g.k * g.k * hw];
+    for ch in 0..channels {
+        let plane = &image[ch * g.h * g.w..][..g.h * g.w];
+        for i in 0..g.k {
+            for j in 0..g.k {
+                let row = &mut col[((ch * g.k + i) * g.k + j) * hw..][..hw];
+                let (first, last, shift) = g.columns(j);
+                let from = (first as isize + shift) as usize;
+                for y in 0..g.ho {
+                    let Some(r) = g.input_row(y, i) else { continue };
+                    let src = &plane[r * g.w + from..][..last - first];
+                    row[y * g.wo + first..y * g.wo + last].copy_from_slice(src);
+                }
+            }
+        }
+    }
+    col
+}
+
+/// The reverse of [`im2col`]: every column value added back to the input position it
+/// came from.
+fn col2im(col: &[f32], image: &mut [f32], channels: usize, g: Plane) {
+    let hw = g.ho * g.wo;
+    for ch in 0..channels {
+        let plane = &mut image[ch * g.h * g.w..][..g.h * g.w];
+        for i in 0..g.k {
+            for j in 0..g.k {
+                let row = &col[((ch * g.k + i) * g.k + j) * hw..][..hw];
+                let (first, last, shift) = g.columns(j);
+                let from = (first as isize + shift) as usize;
+                for y in 0..g.ho {
+                    let Some(r) = g.input_row(y, i) else { continue };
+                    let dst = &mut plane[r * g.w + from..][..last - first];
+                    for (d, v) in dst.iter_mut().zip(&row[y * g.wo + first..y * g.wo + last]) {
+                        *d += *v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A full convolution, stride 1, as im2col and one matrix product per image, the images
+/// in parallel; its backward pass rebuilds each image's columns and takes both
+/// gradients from two more products (`dw += dy colᵀ`, `dcol = wᵀ dy`, then col2im).
+fn conv2d_im2col(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
+    let (n, c, h, width) = x.dims4()?;
+    let (o, _, k, _) = w.dims4()?;
+    let g = Plane {
+        h,
+        w: width,
+        k,
+        p: padding,
+        ho: h + 2 * padding + 1 - k,
+        wo: width + 2 * padding + 1 - k,
+    };
+    let (ckk, hw, chw) = (c * k * k, g.ho * g.wo, c * h * width);
+    let (input, kernel) = (to_vec::<f32>(x)?, to_vec::<f32>(w)?);
+    let mut out = vec![0f32; n * o * hw];
+    out.par_chunks_mut(o * hw).enumerate().for_each(|(i, y)| {
+        let col = im2col(&input[i * chw..][..chw], c, g);
+        matmul((o, hw, ckk), y, (&kernel, ckk, 1), (&col, hw, 1), false);
+    });
+    let output = Tensor::from_vec(out, (n, o, g.ho, g.wo), x.device())?;
+    if !(x.track_op() || w.track_op()) {
+        return Ok(output);
+    }
+    let backward: Arc<Backward> = Arc::new(move |x, w, grad| {
+        let (input, kernel, dy) = (to_vec::<f32>(x)?, to_vec::<f32>(w)?, to_vec::<f32>(grad)?);
+        let mut gx = vec![0f32; n * chw];
+        let gw = gx
+            .par_chunks_mut(chw)
+            .enumerate()
+            .map(|(i, gxi)| {
+                let col = im2col(&input[i * chw..][..chw], c, g);
+                let dyi = &dy[i * o * hw..][..o * hw];
+                let mut gw = vec![0f32; o * ckk];
+                // dw = dy (o x hw) times colᵀ (hw x ckk).
+                matmul((o, ckk, hw), &mut gw, (dyi, hw, 1), (&col, 1, hw), false);
+                // dcol = wᵀ (ckk x o) times dy (o x hw), folded back onto the image.
+                let mut dcol = vec![0f32; ckk * hw];
+                matmul((ckk, hw, o), &mut dcol, (&kernel, 1, ckk), (dyi, hw, 1), false);
+                col2im(&dcol, gxi, c, g);
+                gw
+            })
+            .reduce(
+                || vec![0f32; o * ckk],
+                |mut a, b| {
+                    for (a, b) in a.iter_mut().zip(&b) {
+                        *a += *b;
+                    }
+                    a
+                },
+            );
+        Ok((
+            Tensor::from_vec(gx, (n, c, h, width), x.device())?,
+            Tensor::from_vec(gw, (o, c, k, k), x.device())?,
+        ))
     });
     with_gradients(x, w, output, backward)
 }
@@ -528,18 +691,28 @@ fn moments(x: &[f32], (n, c, plane): (usize, usize, usize)) -> Vec<(f64, f64)> {
 /// The per-channel mean and biased variance of `x` `(N, C, ...)`, as two `(C,)` tensors,
 /// not tracked: what batch norm's running statistics follow.
 pub fn channel_moments(x: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
-    if !(x.device().is_cpu() && x.dtype() == DType::F32) {
+    if !(x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() >= 2) {
         return Ok(None);
     }
-    let shape = planes(x.shape())?;
-    let values = x.detach().contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-    let m = moments(&values, shape);
-    let mean: Vec<f32> = m.iter().map(|&(mu, _)| mu as f32).collect();
-    let var: Vec<f32> = m.iter().map(|&(_, v)| v as f32).collect();
-    Ok(Some((
-        Tensor::new(mean, x.device())?,
-        Tensor::new(var, x.device())?,
-    )))
+    let both = x.detach().contiguous()?.apply_op1_no_bwd(&Moments)?;
+    Ok(Some((both.get(0)?, both.get(1)?)))
+}
+
+/// [`channel_moments`] as an op that reads the tensor where it lies.
+struct Moments;
+
+impl candle_core::CustomOp1 for Moments {
+    fn name(&self) -> &'static str {
+        "cxr-channel-moments"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let shape = planes(layout.shape())?;
+        let m = moments(f32_slice(storage, layout)?, shape);
+        let mut out: Vec<f32> = m.iter().map(|&(mean, _)| mean as f32).collect();
+        out.extend(m.iter().map(|&(_, var)| var as f32));
+        Ok((CpuStorage::F32(out), Shape::from((2, shape.1))))
+    }
 }
 
 /// Batch normalisation in training mode, `gamma * (x - mean) / sqrt(var + eps) + beta`
