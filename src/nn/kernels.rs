@@ -249,7 +249,13 @@ fn conv2d_im2col(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
                 matmul((o, ckk, hw), &mut gw, (dyi, hw, 1), (&col, 1, hw), false);
                 // dcol = wᵀ (ckk x o) times dy (o x hw), folded back onto the image.
                 let mut dcol = vec![0f32; ckk * hw];
-                matmul((ckk, hw, o), &mut dcol, (&kernel, 1, ckk), (dyi, hw, 1), false);
+                matmul(
+                    (ckk, hw, o),
+                    &mut dcol,
+                    (&kernel, 1, ckk),
+                    (dyi, hw, 1),
+                    false,
+                );
                 col2im(&dcol, gxi, c, g);
                 gw
             })
