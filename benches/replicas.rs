@@ -10,14 +10,7 @@
 //! writes the table (`replicas,images_per_second`), as `chapters/figures/ch09-scaling.csv`
 //! holds it for the book's figure.
 
-use std::sync::Arc;
-use std::time::Instant;
-
-use candle_core::{DType, Device, Tensor};
-use cxr::data::Pipeline;
-use cxr::distribute::Strategy;
-use cxr::nn::{XrayCnnConfig, xray_cnn};
-use cxr::train::{Adam, Constant, FitOptions};
+use cxr::distribute::{Strategy, check_strategy};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -37,42 +30,20 @@ fn main() -> cxr::Result<()> {
     );
     let mut rows = String::from("devices,replicas,images_per_second\n");
     for spec in specs.split(';') {
+        // The same steps `cxr devices --check` times (after its one step against the CPU).
         let strategy = Strategy::parse(spec)?;
-        let global = strategy.global_batch_size(per_replica);
-        let mirrored = strategy.replicate(DType::F32, 0, |vb, r| {
-            xray_cnn(
-                XrayCnnConfig {
-                    image_size: (image, image),
-                    seed: r as u64,
-                    ..Default::default()
-                },
-                vb,
-            )
-        })?;
-        let mut trainer = mirrored.trainer(|w| Adam::new(w, Arc::new(Constant(1e-3))))?;
-        let x = Tensor::rand(0f32, 255f32, (global, 3, image, image), &Device::Cpu)?;
-        let y = Tensor::from_iter((0..global).map(|i| (i % 2) as f32), &Device::Cpu)?
-            .reshape((global, 1))?;
-        let data = Pipeline::from_vec(vec![(x, y)]);
-        let options = |steps| FitOptions {
-            epochs: 1,
-            steps_per_epoch: Some(steps),
-            progress: false,
-            ..Default::default()
-        };
-        trainer.fit(&data, None, &options(1), &mut [])?;
-        let start = Instant::now();
-        trainer.fit(&data, None, &options(steps), &mut [])?;
-        let per_step = start.elapsed().as_secs_f64() / steps as f64;
+        let check = check_strategy(&strategy, image, per_replica, steps)?;
+        let per_step = check.global_batch as f64 / check.images_per_second;
         println!(
-            "{spec:<12} {} replica(s), global batch {global:>4}: {per_step:.2} s per step, {:.1} images/s",
+            "{spec:<12} {} replica(s), global batch {:>4}: {per_step:.2} s per step, {:.1} images/s",
             strategy.num_replicas_in_sync(),
-            global as f64 / per_step
+            check.global_batch,
+            check.images_per_second
         );
         rows.push_str(&format!(
             "{spec},{},{:.2}\n",
             strategy.num_replicas_in_sync(),
-            global as f64 / per_step
+            check.images_per_second
         ));
     }
     if let Ok(path) = std::env::var("CSV") {

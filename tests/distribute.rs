@@ -12,6 +12,8 @@ use cxr::distribute::Strategy;
 use cxr::nn::{BatchNorm, BatchNormConfig, Conv2dSame, Dropout};
 use cxr::train::{Adam, Batch, ExponentialDecay, FitOptions, tutorial_metrics};
 
+mod common;
+
 /// A convolution, ReLU, 2 x 2 max-pool and a dense layer: no dropout, no batch norm, so
 /// that replicas and one device compute the same thing.
 struct ConvNet {
@@ -73,33 +75,16 @@ fn options(epochs: usize) -> FitOptions {
     }
 }
 
-fn sorted_values(weights: &VarMap) -> Vec<(String, Vec<f32>)> {
-    let mut out: Vec<_> = weights
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_tensor().flatten_all().unwrap().to_vec1().unwrap(),
-            )
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
 #[test]
 fn replicas_give_the_weights_of_one_device_on_the_whole_batch() {
     let one = Strategy::cpu_replicas(1)
         .unwrap()
         .replicate(DType::F32, 0, |vb, _| conv_net(vb))
         .unwrap();
-    let start = sorted_values(one.primary().1);
+    let start = common::weight_values(one.primary().1);
     let mut single = one.trainer(adam).unwrap().with_metrics(tutorial_metrics());
     let single_history = single.fit(&data(10), None, &options(3), &mut []).unwrap();
-    let expected = sorted_values(one.primary().1);
+    let expected = common::weight_values(one.primary().1);
 
     for n in [2, 3, 4] {
         let strategy = Strategy::cpu_replicas(n).unwrap();
@@ -121,7 +106,10 @@ fn replicas_give_the_weights_of_one_device_on_the_whole_batch() {
         assert_eq!(trainer.num_replicas(), n);
         // Batches of 10 over 3 or 4 replicas: shards of 4, 3, 3 or 3, 3, 2, 2.
         let history = trainer.fit(&data(10), None, &options(3), &mut []).unwrap();
-        for ((name, got), (_, want)) in sorted_values(mirrored.primary().1).iter().zip(&expected) {
+        for ((name, got), (_, want)) in common::weight_values(mirrored.primary().1)
+            .iter()
+            .zip(&expected)
+        {
             let worst = got
                 .iter()
                 .zip(want)
@@ -184,7 +172,7 @@ fn replicas_never_drift_apart() {
     // Trained weights equal to the bit; batch norm's running statistics are each
     // replica's own, as in Keras (the primary's are the ones saved).
     let trained = |w: &VarMap| -> Vec<(String, Vec<f32>)> {
-        sorted_values(w)
+        common::weight_values(w)
             .into_iter()
             .filter(|(n, _)| !n.contains("running") && !n.contains("rng_step"))
             .collect()

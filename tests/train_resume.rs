@@ -14,6 +14,8 @@ use cxr::train::{
     Trainer, tutorial_metrics,
 };
 
+mod common;
+
 /// Dense, batch norm, dropout, dense: every kind of state a run carries.
 struct Small {
     hidden: Linear,
@@ -150,22 +152,9 @@ fn run(
             &mut [&mut checkpoint, &mut early, &mut logger],
         )
         .unwrap();
-    let mut named: Vec<(String, Vec<f32>)> = weights
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_tensor().flatten_all().unwrap().to_vec1().unwrap(),
-            )
-        })
-        .collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
     Run {
         history,
-        weights: named,
+        weights: common::weight_values(&weights),
         iterations: trainer.optimizer().iterations,
         csv: std::fs::read_to_string(dir.join("history.csv")).unwrap_or_default(),
     }
@@ -297,22 +286,7 @@ fn the_same_seed_builds_the_same_model_and_trains_it_the_same_way() {
         };
         (xray_cnn(cfg, vb).unwrap(), varmap)
     };
-    let values = |w: &VarMap| -> Vec<(String, Vec<f32>)> {
-        let mut v: Vec<_> = w
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v.as_tensor().flatten_all().unwrap().to_vec1().unwrap(),
-                )
-            })
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    };
+    let values = common::weight_values;
     let ((a, wa), (_, wb), (_, wc)) = (build(3), build(3), build(4));
     assert_eq!(values(&wa), values(&wb));
     assert_ne!(values(&wa), values(&wc));

@@ -25,8 +25,8 @@ pub fn save(varmap: &VarMap, path: impl AsRef<Path>) -> Result<()> {
 /// Loads `path` into the variables of `varmap`. `rename` maps a cxr name to the name in
 /// the file (the identity for files cxr saved; [`crate::nn::vgg::torchvision_name`] for
 /// torchvision's). Every variable must be found with its shape (dropout counters may be
-/// absent: they keep their value); otherwise nothing is
-/// changed and the error lists each missing and each mis-shaped tensor.
+/// absent: they keep their value); otherwise nothing is changed and the error lists
+/// each missing and each mis-shaped tensor.
 pub fn load(
     varmap: &VarMap,
     path: impl AsRef<Path>,

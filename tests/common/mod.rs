@@ -62,3 +62,22 @@ pub fn assert_logits(ours: &Tensor, expected: &Tensor, what: &str, tolerance: f3
         "{what}: the fixture's inputs give nearly the same logits"
     );
 }
+
+/// Every variable of `weights` with its values, sorted by name (a HashMap's order differs
+/// from one map to the next): what "the same weights" compares.
+pub fn weight_values(weights: &candle_nn::VarMap) -> Vec<(String, Vec<f32>)> {
+    let mut out: Vec<_> = weights
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_tensor().flatten_all().unwrap().to_vec1().unwrap(),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
