@@ -2,6 +2,11 @@
 //! `cargo bench --bench models`. Results and the peer numbers (Keras on the same machine,
 //! `benches/keras_models.py`) are in BENCHMARKS.md.
 
+/// As the `cxr` binary does: a large tensor freed and allocated again every step must
+/// not go back to the kernel each time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Instant;
 
 use candle_core::{DType, Device, ModuleT, Tensor};
@@ -10,6 +15,7 @@ use cxr::nn::{VggConfig, XrayCnnConfig, vgg, xray_cnn};
 
 fn time(
     name: &str,
+    key: &str,
     model: &dyn ModuleT,
     shape: (usize, usize, usize, usize),
     repeats: usize,
@@ -27,6 +33,7 @@ fn time(
         per_batch * 1000.0,
         shape.0 as f64 / per_batch
     );
+    println!("RESULT {key}.cxr {:.3}", shape.0 as f64 / per_batch);
     Ok(())
 }
 
@@ -35,7 +42,7 @@ fn main() -> candle_core::Result<()> {
         .map(|n| n.get())
         .unwrap_or(1);
     println!(
-        "candle {} CPU, {threads} threads",
+        "cxr {} on candle's CPU backend, {threads} threads",
         env!("CARGO_PKG_VERSION")
     );
     let varmap = VarMap::new();
@@ -43,13 +50,13 @@ fn main() -> candle_core::Result<()> {
         VggConfig::vgg16(),
         VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
     )?;
-    time("VGG16 224x224", &vgg16, (1, 3, 224, 224), 5)?;
-    time("VGG16 224x224", &vgg16, (8, 3, 224, 224), 2)?;
+    time("VGG16 224x224", "vgg16-b1", &vgg16, (1, 3, 224, 224), 5)?;
+    time("VGG16 224x224", "vgg16-b8", &vgg16, (8, 3, 224, 224), 2)?;
     let varmap = VarMap::new();
     let cnn = xray_cnn(
         XrayCnnConfig::default(),
         VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
     )?;
-    time("tutorial CNN 180x180", &cnn, (25, 3, 180, 180), 5)?;
+    time("tutorial CNN 180x180", "infer", &cnn, (25, 3, 180, 180), 5)?;
     Ok(())
 }

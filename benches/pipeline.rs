@@ -4,6 +4,11 @@
 //! `benches/pipeline_python.py` does the same with OpenCV and Pillow; BENCHMARKS.md has
 //! both side by side.
 
+/// As the `cxr` binary does: a large tensor freed and allocated again every step must
+/// not go back to the kernel each time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::time::Instant;
 
@@ -16,9 +21,14 @@ fn main() -> cxr::Result<()> {
     let passes = 8;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     println!(
-        "{n} X-rays (about 2,000 x 1,700 pixels each), {passes} passes, TFRecord -> JPEG decode -> 180 x 180"
+        "{n} X-rays (1.4 megapixels on average), {passes} passes, TFRecord -> JPEG decode -> 180 x 180"
     );
-    for workers in [1, cores] {
+    // WORKERS=1 runs only the one-worker pass (benches/compare.py pins it to one core).
+    let counts: Vec<usize> = match std::env::var("WORKERS") {
+        Ok(list) => list.split(',').filter_map(|w| w.trim().parse().ok()).collect(),
+        Err(_) => vec![1, cores],
+    };
+    for workers in counts {
         let ds = zip_tfrecords(&images, &paths)
             .map(workers, |(path, image)| process_path(image, path))
             .repeat(Some(passes));
@@ -35,6 +45,8 @@ fn main() -> cxr::Result<()> {
             "cxr, {workers} worker(s): {count} images in {seconds:.2} s, {:.1} images/s",
             count as f64 / seconds
         );
+        let key = if workers == 1 { "1" } else { "all" };
+        println!("RESULT pipeline-{key}.cxr {:.3}", count as f64 / seconds);
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

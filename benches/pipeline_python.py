@@ -59,6 +59,8 @@ def run(name, fn, folder, workers):
                 count += len(pool.map(fn, jpegs, chunksize=2))
     seconds = time.perf_counter() - start
     print(f"{name}, {workers} process(es): {count} images in {seconds:.2f} s, {count / seconds:.1f} images/s")
+    key = "1" if workers == 1 else "all"
+    print(f"RESULT pipeline-{key}.{name.lower()} {count / seconds:.3f}")
 
 
 if __name__ == "__main__":
@@ -66,6 +68,7 @@ if __name__ == "__main__":
     cv2.setNumThreads(1)
     cores = os.cpu_count() or 1
     print(f"OpenCV {cv2.__version__}, Pillow {Image.__version__}")
-    for workers in [1, cores]:
+    workers_list = [int(w) for w in os.environ.get("WORKERS", f"1,{cores}").split(",")]
+    for workers in workers_list:
         run("OpenCV", with_opencv, folder, workers)
         run("Pillow", with_pillow, folder, workers)

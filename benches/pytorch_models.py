@@ -3,8 +3,8 @@
     pip install torch torchvision
     python3 benches/pytorch_models.py
 
-Inference mode (`eval()`, `torch.inference_mode()`), all cores, one warm-up call, then
-the mean of the timed calls. The tutorial CNN is written out as Keras builds it.
+Inference mode (`eval()`, `torch.inference_mode()`), all cores, both memory layouts
+(channels-first and channels-last), one warm-up call, then the mean of the timed calls. The tutorial CNN is written out as Keras builds it.
 """
 import os
 import time
@@ -35,24 +35,30 @@ def xray_cnn():
     return nn.Sequential(*blocks)
 
 
-def bench(name, model, shape, repeats):
+def bench(name, key, model, shape, repeats, channels_last):
     model.eval()
     x = torch.rand(*shape) * 255
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         model(x)
         start = time.perf_counter()
         for _ in range(repeats):
             model(x)
     per_batch = (time.perf_counter() - start) / repeats
-    print(f"{name:<32} batch {shape[0]:>3}: {per_batch * 1000:>8.1f} ms per batch, {shape[0] / per_batch:>7.1f} images/s")
+    layout = "cl" if channels_last else "cf"
+    print(f"{name:<32} ({layout}) batch {shape[0]:>3}: {per_batch * 1000:>8.1f} ms per batch, {shape[0] / per_batch:>7.1f} images/s")
+    print(f"RESULT {key}.pytorch-{layout} {shape[0] / per_batch:.3f}")
 
 
 def main():
     print(f"PyTorch {torch.__version__} (CPU), {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
-    vgg16 = torchvision.models.vgg16()
-    bench("VGG16 224x224", vgg16, (1, 3, 224, 224), 5)
-    bench("VGG16 224x224", vgg16, (8, 3, 224, 224), 2)
-    bench("tutorial CNN 180x180", xray_cnn(), (25, 3, 180, 180), 5)
+    for channels_last in [False, True]:
+        vgg16 = torchvision.models.vgg16()
+        bench("VGG16 224x224", "vgg16-b1", vgg16, (1, 3, 224, 224), 5, channels_last)
+        bench("VGG16 224x224", "vgg16-b8", vgg16, (8, 3, 224, 224), 2, channels_last)
+        bench("tutorial CNN 180x180", "infer", xray_cnn(), (25, 3, 180, 180), 5, channels_last)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,11 @@
 //! writes the table (`replicas,images_per_second`), as `chapters/figures/ch09-scaling.csv`
 //! holds it for the book's figure.
 
+/// As the `cxr` binary does: a large tensor freed and allocated again every step must
+/// not go back to the kernel each time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use cxr::distribute::{Strategy, check_strategy};
 
 fn env(name: &str, default: usize) -> usize {

@@ -3,6 +3,11 @@
 //! 180 x 180 x 3, as `cargo bench --bench train_step`. `benches/pytorch_train_step.py`
 //! times the same model in PyTorch; BENCHMARKS.md has both.
 
+/// As the `cxr` binary does: a large tensor freed and allocated again every step must
+/// not go back to the kernel each time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -61,5 +66,6 @@ fn main() -> cxr::Result<()> {
         update / steps as f64,
         batch as f64 / per_step
     );
+    println!("RESULT train.cxr {:.3}", batch as f64 / per_step);
     Ok(())
 }

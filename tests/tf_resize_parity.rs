@@ -2,6 +2,7 @@
 //! tests/fixtures/tensorflow/make_tf_fixtures.py): exact semantics on a patterned image,
 //! and the tutorial's `decode_img` on two bundled X-rays.
 
+use cxr::ch09_tutorial::{decode_img, decode_img_sized};
 use cxr::imaging::resize_bilinear_tf;
 
 const DIR: &str = "tests/fixtures/tensorflow";
@@ -48,11 +49,14 @@ fn decode_img_matches_tensorflow_on_bundled_xrays() {
             "person1946_bacteria_4874",
         ),
     ] {
-        let rgb = image::open(format!("data/chest_xray/val/{file}"))
-            .unwrap()
-            .to_rgb8();
+        let bytes = std::fs::read(format!("data/chest_xray/val/{file}")).unwrap();
+        let ours = decode_img(&bytes).unwrap();
+        // decode_img resizes the one gray channel and repeats it; through RGB it must
+        // come out the same to the bit.
+        let rgb = image::load_from_memory(&bytes).unwrap().to_rgb8();
         let (w, h) = rgb.dimensions();
-        let ours = resize_bilinear_tf(rgb.as_raw(), (h as usize, w as usize, 3), (180, 180));
+        let through_rgb = resize_bilinear_tf(rgb.as_raw(), (h as usize, w as usize, 3), (180, 180));
+        assert_eq!(ours, through_rgb, "{file}: gray path differs from RGB path");
         let theirs = image::open(format!("{DIR}/xray_{stem}.png"))
             .unwrap()
             .to_rgb8();
@@ -70,4 +74,24 @@ fn decode_img_matches_tensorflow_on_bundled_xrays() {
             "{file}: mean {mean}, max {worst}"
         );
     }
+}
+
+#[test]
+fn decode_img_keeps_colour_jpegs_in_rgb() {
+    let image = image::RgbImage::from_fn(64, 48, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 5) as u8, ((x + y) * 2) as u8])
+    });
+    let mut bytes = Vec::new();
+    image::DynamicImage::ImageRgb8(image)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    let decoded = image::load_from_memory(&bytes).unwrap().to_rgb8();
+    let expected = resize_bilinear_tf(decoded.as_raw(), (48, 64, 3), (20, 20));
+    let ours = decode_img_sized(&bytes, 20).unwrap();
+    assert_eq!(ours, expected);
+    // The channels really differ, so this went through the colour path.
+    assert_ne!(ours[0], ours[2]);
 }

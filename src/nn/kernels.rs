@@ -9,6 +9,7 @@
 //! candle's own autograd and finite differences in `tests/nn_kernels.rs`. On other
 //! devices than the CPU the layers use candle's ops unchanged.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
@@ -81,18 +82,48 @@ fn flip(t: &Tensor, dim: usize) -> Result<Tensor> {
 /// `x.conv2d(w, padding, 1, 1, 1)`, with the input gradient computed as a convolution
 /// (im2col and a matrix product) instead of candle's `conv_transpose2d` loop.
 pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
+    conv2d_bias(x, w, None, padding)
+}
+
+/// [`conv2d`] plus a per-channel `bias`, added as the products are summed (on the CPU
+/// there is no separate pass over the output to add it, nor one to sum its gradient).
+pub fn conv2d_bias(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    padding: usize,
+) -> Result<Tensor> {
     let (_, c, h, width) = x.dims4()?;
-    let (_, wc, k, kw) = w.dims4()?;
+    let (o, wc, k, kw) = w.dims4()?;
     if x.device().is_cpu()
         && x.dtype() == DType::F32
         && w.dtype() == DType::F32
+        && bias.is_none_or(|b| b.dtype() == DType::F32)
         && wc == c
         && k == kw
         && h + 2 * padding >= k
         && width + 2 * padding >= k
     {
-        return conv2d_im2col(x, w, padding);
+        let zeros;
+        let bias = match bias {
+            Some(b) => b,
+            None => {
+                zeros = Tensor::zeros(o, DType::F32, x.device())?;
+                &zeros
+            }
+        };
+        return x.apply_op3(w, bias, Im2colConv { padding });
     }
+    let y = conv2d_candle(x, w, padding)?;
+    match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+/// candle's convolution, with the input gradient taken as a convolution where candle
+/// would run its `conv_transpose2d` loop (f64 tensors on the CPU).
+fn conv2d_candle(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
     let float = matches!(x.dtype(), DType::F32 | DType::F64);
     if !x.device().is_cpu() || !float || !(x.track_op() || w.track_op()) {
         return x.conv2d(w, padding, 1, 1, 1);
@@ -121,11 +152,11 @@ pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
 
 /// `c = a b` (or `c += a b` with `accumulate`) for `a` m x k and `b` k x n, each given
 /// as its values with a row stride and a column stride (so that a transposed view is
-/// just other strides); `c` is m x n, row-major. Single-threaded: callers run one per
+/// just other strides); `c` is m x n, row-major with rows `c_rs` apart. Single-threaded: callers run one per
 /// image, in parallel.
 fn matmul(
     (m, n, k): (usize, usize, usize),
-    c: &mut [f32],
+    (c, c_rs): (&mut [f32], usize),
     (a, a_rs, a_cs): (&[f32], usize, usize),
     (b, b_rs, b_cs): (&[f32], usize, usize),
     accumulate: bool,
@@ -134,7 +165,7 @@ fn matmul(
         return;
     }
     // Every element read or written lies inside its slice.
-    assert!(c.len() >= m * n);
+    assert!(c_rs >= n && c.len() >= (m - 1) * c_rs + n);
     assert!(a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
     assert!(b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
     // SAFETY: the asserts above bound every index gemm computes from these strides; the
@@ -146,7 +177,7 @@ fn matmul(
             k,
             c.as_mut_ptr(),
             1,
-            n as isize,
+            c_rs as isize,
             accumulate,
             a.as_ptr(),
             a_cs as isize,
@@ -164,22 +195,23 @@ fn matmul(
     }
 }
 
-/// The columns of one image for a `k` x `k` convolution: row `(channel, i, j)` holds the
-/// input shifted by `(i - p, j - p)` at every output position, zero outside.
-fn im2col(image: &[f32], channels: usize, g: Plane) -> Vec<f32> {
-    let hw = g.ho * g.wo;
-    let mut col = vec![0f32; channels * g.k * g.k * hw];
+/// The columns of output rows `rows` of one image for a `k` x `k` convolution: row
+/// `(channel, i, j)` holds the input shifted by `(i - p, j - p)` at each of those output
+/// positions, zero outside.
+fn im2col(image: &[f32], channels: usize, g: Plane, rows: Range<usize>) -> Vec<f32> {
+    let cols = rows.len() * g.wo;
+    let mut col = vec![0f32; channels * g.k * g.k * cols];
     for ch in 0..channels {
         let plane = &image[ch * g.h * g.w..][..g.h * g.w];
         for i in 0..g.k {
             for j in 0..g.k {
-                let row = &mut col[((ch * g.k + i) * g.k + j) * hw..][..hw];
+                let row = &mut col[((ch * g.k + i) * g.k + j) * cols..][..cols];
                 let (first, last, shift) = g.columns(j);
                 let from = (first as isize + shift) as usize;
-                for y in 0..g.ho {
+                for (t, y) in rows.clone().enumerate() {
                     let Some(r) = g.input_row(y, i) else { continue };
                     let src = &plane[r * g.w + from..][..last - first];
-                    row[y * g.wo + first..y * g.wo + last].copy_from_slice(src);
+                    row[t * g.wo + first..t * g.wo + last].copy_from_slice(src);
                 }
             }
         }
@@ -189,19 +221,19 @@ fn im2col(image: &[f32], channels: usize, g: Plane) -> Vec<f32> {
 
 /// The reverse of [`im2col`]: every column value added back to the input position it
 /// came from.
-fn col2im(col: &[f32], image: &mut [f32], channels: usize, g: Plane) {
-    let hw = g.ho * g.wo;
+fn col2im(col: &[f32], image: &mut [f32], channels: usize, g: Plane, rows: Range<usize>) {
+    let cols = rows.len() * g.wo;
     for ch in 0..channels {
         let plane = &mut image[ch * g.h * g.w..][..g.h * g.w];
         for i in 0..g.k {
             for j in 0..g.k {
-                let row = &col[((ch * g.k + i) * g.k + j) * hw..][..hw];
+                let row = &col[((ch * g.k + i) * g.k + j) * cols..][..cols];
                 let (first, last, shift) = g.columns(j);
                 let from = (first as isize + shift) as usize;
-                for y in 0..g.ho {
+                for (t, y) in rows.clone().enumerate() {
                     let Some(r) = g.input_row(y, i) else { continue };
                     let dst = &mut plane[r * g.w + from..][..last - first];
-                    for (d, v) in dst.iter_mut().zip(&row[y * g.wo + first..y * g.wo + last]) {
+                    for (d, v) in dst.iter_mut().zip(&row[t * g.wo + first..t * g.wo + last]) {
                         *d += *v;
                     }
                 }
@@ -210,80 +242,211 @@ fn col2im(col: &[f32], image: &mut [f32], channels: usize, g: Plane) {
     }
 }
 
-/// A full convolution, stride 1, as im2col and one matrix product per image, the images
-/// in parallel; its backward pass rebuilds each image's columns and takes both
-/// gradients from two more products (`dw += dy colᵀ`, `dcol = wᵀ dy`, then col2im).
-fn conv2d_im2col(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
-    let (n, c, h, width) = x.dims4()?;
-    let (o, _, k, _) = w.dims4()?;
-    let g = Plane {
-        h,
-        w: width,
-        k,
-        p: padding,
-        ho: h + 2 * padding + 1 - k,
-        wo: width + 2 * padding + 1 - k,
-    };
-    let (ckk, hw, chw) = (c * k * k, g.ho * g.wo, c * h * width);
-    let (input, kernel) = (to_vec::<f32>(x)?, to_vec::<f32>(w)?);
-    let mut out = vec![0f32; n * o * hw];
-    out.par_chunks_mut(o * hw).enumerate().for_each(|(i, y)| {
-        let col = im2col(&input[i * chw..][..chw], c, g);
-        matmul((o, hw, ckk), y, (&kernel, ckk, 1), (&col, hw, 1), false);
-    });
-    let output = Tensor::from_vec(out, (n, o, g.ho, g.wo), x.device())?;
-    if !(x.track_op() || w.track_op()) {
-        return Ok(output);
+/// Bytes of im2col columns built at a time: about a core's L2 cache, so that the matrix
+/// product reads them back from cache instead of memory.
+const TILE_BYTES: usize = 1 << 20;
+
+/// The geometry of an im2col convolution and how its output rows are cut into tiles.
+#[derive(Clone, Copy)]
+struct ConvShape {
+    n: usize,
+    c: usize,
+    o: usize,
+    g: Plane,
+    rows_per_tile: usize,
+}
+
+impl ConvShape {
+    fn new(x: &Layout, w: &Layout, padding: usize) -> Result<Self> {
+        let (n, c, h, width) = x.shape().dims4()?;
+        let (o, _, k, _) = w.shape().dims4()?;
+        let g = Plane {
+            h,
+            w: width,
+            k,
+            p: padding,
+            ho: h + 2 * padding + 1 - k,
+            wo: width + 2 * padding + 1 - k,
+        };
+        let columns = TILE_BYTES / 4 / (c * k * k).max(1);
+        let rows_per_tile = (columns / g.wo.max(1)).clamp(1, g.ho.max(1));
+        Ok(Self {
+            n,
+            c,
+            o,
+            g,
+            rows_per_tile,
+        })
     }
-    let backward: Arc<Backward> = Arc::new(move |x, w, grad| {
+
+    /// A 1 x 1 convolution without padding, whose im2col columns are the input itself.
+    fn pointwise(&self) -> bool {
+        self.g.k == 1 && self.g.p == 0
+    }
+
+    fn ckk(&self) -> usize {
+        self.c * self.g.k * self.g.k
+    }
+
+    fn tiles(&self) -> impl Iterator<Item = Range<usize>> + Clone + '_ {
+        (0..self.g.ho)
+            .step_by(self.rows_per_tile)
+            .map(|y| y..(y + self.rows_per_tile).min(self.g.ho))
+    }
+}
+
+/// A full convolution with bias, stride 1, as im2col and matrix products: the output is
+/// cut into (image, band of rows) tiles whose columns fit in cache, computed in
+/// parallel, so a single image uses every core. The backward pass runs the images in
+/// parallel and rebuilds each band's columns for both gradients (`dw += dy colᵀ`,
+/// `dcol = wᵀ dy`, then col2im); the bias gradient is the sum of `dy` per channel.
+struct Im2colConv {
+    padding: usize,
+}
+
+impl CustomOp3 for Im2colConv {
+    fn name(&self) -> &'static str {
+        "cxr-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (input, kernel, bias) = (f32_slice(xs, xl)?, f32_slice(ws, wl)?, f32_slice(bs, bl)?);
+        let s = ConvShape::new(xl, wl, self.padding)?;
+        let (g, o, ckk) = (s.g, s.o, s.ckk());
+        let (hw, chw) = (g.ho * g.wo, s.c * g.h * g.w);
+        let tiles: Vec<Range<usize>> = s.tiles().collect();
+        let jobs: Vec<(usize, Range<usize>)> = (0..s.n)
+            .flat_map(|i| tiles.iter().map(move |t| (i, t.clone())))
+            .collect();
+        let done: Vec<Vec<f32>> = jobs
+            .par_iter()
+            .map(|(i, rows)| {
+                let cols = rows.len() * g.wo;
+                let mut y: Vec<f32> = bias
+                    .iter()
+                    .flat_map(|&b| std::iter::repeat_n(b, cols))
+                    .collect();
+                let image = &input[i * chw..][..chw];
+                if s.pointwise() {
+                    // A 1 x 1 convolution's columns are the image itself.
+                    let x = (&image[rows.start * g.wo..], hw, 1);
+                    matmul((o, cols, ckk), (&mut y, cols), (kernel, ckk, 1), x, true);
+                } else {
+                    let col = im2col(image, s.c, g, rows.clone());
+                    let col = (col.as_slice(), cols, 1);
+                    matmul((o, cols, ckk), (&mut y, cols), (kernel, ckk, 1), col, true);
+                }
+                y
+            })
+            .collect();
+        let mut out = vec![0f32; s.n * o * hw];
+        out.par_chunks_mut(o * hw)
+            .zip(done.par_chunks(tiles.len()))
+            .for_each(|(image, bands)| {
+                for (rows, y) in tiles.iter().zip(bands) {
+                    let cols = rows.len() * g.wo;
+                    for ch in 0..o {
+                        image[ch * hw + rows.start * g.wo..][..cols]
+                            .copy_from_slice(&y[ch * cols..][..cols]);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((s.n, o, g.ho, g.wo))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _bias: &Tensor,
+        _output: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let s = ConvShape::new(x.layout(), w.layout(), self.padding)?;
+        let (g, o, c, ckk) = (s.g, s.o, s.c, s.ckk());
+        let (hw, chw) = (g.ho * g.wo, c * g.h * g.w);
         let (input, kernel, dy) = (to_vec::<f32>(x)?, to_vec::<f32>(w)?, to_vec::<f32>(grad)?);
-        let mut gx = vec![0f32; n * chw];
-        let gw = gx
+        let mut gx = vec![0f32; s.n * chw];
+        let (gw, gb) = gx
             .par_chunks_mut(chw)
             .enumerate()
             .map(|(i, gxi)| {
-                let col = im2col(&input[i * chw..][..chw], c, g);
+                let image = &input[i * chw..][..chw];
                 let dyi = &dy[i * o * hw..][..o * hw];
                 let mut gw = vec![0f32; o * ckk];
-                // dw = dy (o x hw) times colᵀ (hw x ckk).
-                matmul((o, ckk, hw), &mut gw, (dyi, hw, 1), (&col, 1, hw), false);
-                // dcol = wᵀ (ckk x o) times dy (o x hw), folded back onto the image.
-                let mut dcol = vec![0f32; ckk * hw];
-                matmul(
-                    (ckk, hw, o),
-                    &mut dcol,
-                    (&kernel, 1, ckk),
-                    (dyi, hw, 1),
-                    false,
-                );
-                col2im(&dcol, gxi, c, g);
-                gw
+                let wt = (kernel.as_slice(), 1, ckk);
+                for rows in s.tiles() {
+                    let cols = rows.len() * g.wo;
+                    let dyt = &dyi[rows.start * g.wo..];
+                    if s.pointwise() {
+                        // dw += dy xᵀ; dx = wᵀ dy, straight into the input's gradient.
+                        let x = (&image[rows.start * g.wo..], 1, hw);
+                        matmul((o, ckk, cols), (&mut gw, ckk), (dyt, hw, 1), x, true);
+                        let gxt = (&mut gxi[rows.start * g.wo..], hw);
+                        matmul((ckk, cols, o), gxt, wt, (dyt, hw, 1), false);
+                        continue;
+                    }
+                    let col = im2col(image, c, g, rows.clone());
+                    // dw += dy (o x cols, rows hw apart) times colᵀ (cols x ckk).
+                    let colt = (col.as_slice(), 1, cols);
+                    matmul((o, ckk, cols), (&mut gw, ckk), (dyt, hw, 1), colt, true);
+                    // dcol = wᵀ (ckk x o) times dy, folded back onto the image.
+                    let mut dcol = vec![0f32; ckk * cols];
+                    matmul((ckk, cols, o), (&mut dcol, cols), wt, (dyt, hw, 1), false);
+                    col2im(&dcol, gxi, c, g, rows);
+                }
+                let gb: Vec<f32> = dyi
+                    .chunks_exact(hw)
+                    .map(|plane| plane.iter().sum())
+                    .collect();
+                (gw, gb)
             })
             .reduce(
-                || vec![0f32; o * ckk],
-                |mut a, b| {
-                    for (a, b) in a.iter_mut().zip(&b) {
-                        *a += *b;
-                    }
-                    a
+                || (vec![0f32; o * ckk], vec![0f32; o]),
+                |(mut aw, mut ab), (bw, bb)| {
+                    aw.iter_mut().zip(&bw).for_each(|(a, b)| *a += *b);
+                    ab.iter_mut().zip(&bb).for_each(|(a, b)| *a += *b);
+                    (aw, ab)
                 },
             );
+        let dev = x.device();
         Ok((
-            Tensor::from_vec(gx, (n, c, h, width), x.device())?,
-            Tensor::from_vec(gw, (o, c, k, k), x.device())?,
+            Some(Tensor::from_vec(gx, x.shape(), dev)?),
+            Some(Tensor::from_vec(gw, w.shape(), dev)?),
+            Some(Tensor::from_vec(gb, o, dev)?),
         ))
-    });
-    with_gradients(x, w, output, backward)
+    }
 }
 
 /// A pointwise (1 x 1) convolution as a matrix product per image: `w (O, C, 1, 1)` times
 /// `x (N, C, H*W)`. Forward and backward are both matrix products.
 pub fn pointwise(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    pointwise_bias(x, w, None)
+}
+
+/// [`pointwise`] plus a per-channel bias; on the CPU the im2col convolution, which for
+/// a 1 x 1 kernel multiplies the image in place and adds the bias as it goes.
+pub fn pointwise_bias(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        return conv2d_bias(x, w, bias, 0);
+    }
     let (n, c, h, width) = x.dims4()?;
     let o = w.dim(0)?;
     let w2 = w.reshape((o, c))?;
     let y = w2.broadcast_matmul(&x.reshape((n, c, h * width))?)?;
-    y.reshape((n, o, h, width))
+    let y = y.reshape((n, o, h, width))?;
+    match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+        None => Ok(y),
+    }
 }
 
 /// Plane geometry of a depthwise convolution.

@@ -45,8 +45,7 @@ pub fn conv2d_same(
 
 impl Module for Conv2dSame {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let y = super::kernels::conv2d(xs, &self.weight, self.padding)?;
-        y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+        super::kernels::conv2d_bias(xs, &self.weight, Some(&self.bias), self.padding)
     }
 }
 
@@ -286,8 +285,7 @@ impl Module for SeparableConv2d {
         } else {
             xs.apply(&self.depthwise)?
         };
-        let y = super::kernels::pointwise(&mid, &self.pointwise_weight)?;
-        y.broadcast_add(&self.pointwise_bias.reshape((1, (), 1, 1))?)
+        super::kernels::pointwise_bias(&mid, &self.pointwise_weight, Some(&self.pointwise_bias))
     }
 }
 

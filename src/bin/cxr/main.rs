@@ -217,6 +217,12 @@ const LESSONS: &[(u32, &str)] = &[
     ),
 ];
 
+/// mimalloc keeps freed memory for the next allocation; the system allocator hands every
+/// large tensor (tens of megabytes a step) back to the kernel and faults it in again,
+/// which cost a tenth of a training step.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
