@@ -25,7 +25,10 @@ fn main() -> cxr::Result<()> {
     );
     // WORKERS=1 runs only the one-worker pass (benches/compare.py pins it to one core).
     let counts: Vec<usize> = match std::env::var("WORKERS") {
-        Ok(list) => list.split(',').filter_map(|w| w.trim().parse().ok()).collect(),
+        Ok(list) => list
+            .split(',')
+            .filter_map(|w| w.trim().parse().ok())
+            .collect(),
         Err(_) => vec![1, cores],
     };
     for workers in counts {

@@ -83,10 +83,10 @@ fn data_with(interrupt: Option<(usize, Arc<AtomicBool>)>) -> Pipeline<Batch> {
         .shuffle(64, 11)
         .batch(16, false)
         .map(1, move |rows| {
-            if let Some((at, flag)) = &interrupt {
-                if made.fetch_add(1, Ordering::Relaxed) + 1 == *at {
-                    flag.store(true, Ordering::Relaxed);
-                }
+            if let Some((at, flag)) = &interrupt
+                && made.fetch_add(1, Ordering::Relaxed) + 1 == *at
+            {
+                flag.store(true, Ordering::Relaxed);
             }
             let n = rows.len();
             let pixels: Vec<f32> = rows.iter().flat_map(|(p, _)| p.clone()).collect();

@@ -228,12 +228,12 @@ impl Strategy {
     /// built with `metal`, else one CPU: what the tutorial's "TPU if there is one, else
     /// the default strategy" becomes.
     pub fn detect() -> Self {
-        if candle_core::utils::cuda_is_available() && cuda_device_count() > 0 {
-            if let Ok(s) =
+        if candle_core::utils::cuda_is_available()
+            && cuda_device_count() > 0
+            && let Ok(s) =
                 Strategy::on_gpus(Backend::Cuda, "auto", (0..cuda_device_count()).collect())
-            {
-                return s;
-            }
+        {
+            return s;
         }
         if candle_core::utils::metal_is_available()
             && let Ok(s) = Strategy::on_gpus(Backend::Metal, "auto", vec![0])
