@@ -2,10 +2,9 @@
 //! `cargo bench --bench models`. Results and the peer numbers (Keras on the same machine,
 //! `benches/keras_models.py`) are in BENCHMARKS.md.
 
-/// As the `cxr` binary does: a large tensor freed and allocated again every step must
-/// not go back to the kernel each time.
+/// As the `cxr` binary does (see `cxr::alloc`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: cxr::alloc::Allocator = cxr::alloc::Allocator;
 
 use std::time::Instant;
 
@@ -38,6 +37,7 @@ fn time(
 }
 
 fn main() -> candle_core::Result<()> {
+    cxr::alloc::keep_freed_memory();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -45,18 +45,29 @@ fn main() -> candle_core::Result<()> {
         "cxr {} on candle's CPU backend, {threads} threads",
         env!("CARGO_PKG_VERSION")
     );
+    // ONLY=cnn skips VGG16 (for profiling the tutorial CNN alone).
+    let only_cnn = std::env::var("ONLY").is_ok_and(|m| m == "cnn");
     let varmap = VarMap::new();
     let vgg16 = vgg(
         VggConfig::vgg16(),
         VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
     )?;
-    time("VGG16 224x224", "vgg16-b1", &vgg16, (1, 3, 224, 224), 5)?;
-    time("VGG16 224x224", "vgg16-b8", &vgg16, (8, 3, 224, 224), 2)?;
+    if !only_cnn {
+        time("VGG16 224x224", "vgg16-b1", &vgg16, (1, 3, 224, 224), 5)?;
+        time("VGG16 224x224", "vgg16-b8", &vgg16, (8, 3, 224, 224), 2)?;
+    }
     let varmap = VarMap::new();
     let cnn = xray_cnn(
         XrayCnnConfig::default(),
         VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
     )?;
-    time("tutorial CNN 180x180", "infer", &cnn, (25, 3, 180, 180), 5)?;
+    let repeats = if only_cnn { 30 } else { 5 };
+    time(
+        "tutorial CNN 180x180",
+        "infer",
+        &cnn,
+        (25, 3, 180, 180),
+        repeats,
+    )?;
     Ok(())
 }

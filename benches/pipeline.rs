@@ -4,10 +4,9 @@
 //! `benches/pipeline_python.py` does the same with OpenCV and Pillow; BENCHMARKS.md has
 //! both side by side.
 
-/// As the `cxr` binary does: a large tensor freed and allocated again every step must
-/// not go back to the kernel each time.
+/// As the `cxr` binary does (see `cxr::alloc`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: cxr::alloc::Allocator = cxr::alloc::Allocator;
 
 use std::path::Path;
 use std::time::Instant;
@@ -15,6 +14,7 @@ use std::time::Instant;
 use cxr::ch09_tutorial::{process_path, zip_tfrecords};
 
 fn main() -> cxr::Result<()> {
+    cxr::alloc::keep_freed_memory();
     let dir = std::env::temp_dir().join(format!("cxr-pipeline-bench-{}", std::process::id()));
     let n = cxr::tfrecord::write_folder(Path::new("data/chest_xray/val"), &dir)?;
     let (images, paths) = (dir.join("images.tfrec"), dir.join("paths.tfrec"));

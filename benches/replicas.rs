@@ -10,10 +10,9 @@
 //! writes the table (`replicas,images_per_second`), as `chapters/figures/ch09-scaling.csv`
 //! holds it for the book's figure.
 
-/// As the `cxr` binary does: a large tensor freed and allocated again every step must
-/// not go back to the kernel each time.
+/// As the `cxr` binary does (see `cxr::alloc`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: cxr::alloc::Allocator = cxr::alloc::Allocator;
 
 use cxr::distribute::{Strategy, check_strategy};
 
@@ -25,6 +24,7 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 fn main() -> cxr::Result<()> {
+    cxr::alloc::keep_freed_memory();
     let image = env("IMAGE", 180);
     let per_replica = env("PER_REPLICA", 25);
     let steps = env("STEPS", 3);

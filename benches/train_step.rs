@@ -3,10 +3,9 @@
 //! 180 x 180 x 3, as `cargo bench --bench train_step`. `benches/pytorch_train_step.py`
 //! times the same model in PyTorch; BENCHMARKS.md has both.
 
-/// As the `cxr` binary does: a large tensor freed and allocated again every step must
-/// not go back to the kernel each time.
+/// As the `cxr` binary does (see `cxr::alloc`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: cxr::alloc::Allocator = cxr::alloc::Allocator;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +16,7 @@ use cxr::nn::{XrayCnnConfig, xray_cnn};
 use cxr::train::{Adam, Constant, binary_cross_entropy_with_logits};
 
 fn main() -> cxr::Result<()> {
+    cxr::alloc::keep_freed_memory();
     let batch: usize = std::env::var("BATCH")
         .ok()
         .and_then(|b| b.parse().ok())

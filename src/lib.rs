@@ -24,6 +24,7 @@
 //! # Ok::<(), cxr::Error>(())
 //! ```
 
+pub mod alloc;
 pub mod baseline;
 pub mod ch01_loading;
 pub mod ch02_histograms;

@@ -152,11 +152,11 @@ fn conv2d_candle(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
 
 /// `c = a b` (or `c += a b` with `accumulate`) for `a` m x k and `b` k x n, each given
 /// as its values with a row stride and a column stride (so that a transposed view is
-/// just other strides); `c` is m x n, row-major with rows `c_rs` apart. Single-threaded: callers run one per
+/// just other strides), and `c` m x n the same way. Single-threaded: callers run one per
 /// image, in parallel.
 fn matmul(
     (m, n, k): (usize, usize, usize),
-    (c, c_rs): (&mut [f32], usize),
+    (c, c_rs, c_cs): (&mut [f32], usize, usize),
     (a, a_rs, a_cs): (&[f32], usize, usize),
     (b, b_rs, b_cs): (&[f32], usize, usize),
     accumulate: bool,
@@ -165,7 +165,9 @@ fn matmul(
         return;
     }
     // Every element read or written lies inside its slice.
-    assert!(c_rs >= n && c.len() >= (m - 1) * c_rs + n);
+    // `c`'s elements are distinct (one stride is 1 and the other spans it).
+    assert!((c_cs == 1 && c_rs >= n) || (c_rs == 1 && c_cs >= m));
+    assert!(c.len() > (m - 1) * c_rs + (n - 1) * c_cs);
     assert!(a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
     assert!(b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
     // SAFETY: the asserts above bound every index gemm computes from these strides; the
@@ -176,7 +178,7 @@ fn matmul(
             n,
             k,
             c.as_mut_ptr(),
-            1,
+            c_cs as isize,
             c_rs as isize,
             accumulate,
             a.as_ptr(),
@@ -260,23 +262,36 @@ impl ConvShape {
     fn new(x: &Layout, w: &Layout, padding: usize) -> Result<Self> {
         let (n, c, h, width) = x.shape().dims4()?;
         let (o, _, k, _) = w.shape().dims4()?;
+        Ok(Self::of(n, c, o, (h, width), k, padding))
+    }
+
+    fn of(n: usize, c: usize, o: usize, (h, w): (usize, usize), k: usize, p: usize) -> Self {
         let g = Plane {
             h,
-            w: width,
+            w,
             k,
-            p: padding,
-            ho: h + 2 * padding + 1 - k,
-            wo: width + 2 * padding + 1 - k,
+            p,
+            ho: h + 2 * p + 1 - k,
+            wo: w + 2 * p + 1 - k,
         };
         let columns = TILE_BYTES / 4 / (c * k * k).max(1);
         let rows_per_tile = (columns / g.wo.max(1)).clamp(1, g.ho.max(1));
-        Ok(Self {
+        Self {
             n,
             c,
             o,
             g,
             rows_per_tile,
-        })
+        }
+    }
+
+    /// The convolution that carries the output gradient back to the input: `o` channels
+    /// in, `c` out, the kernel turned 180 degrees, padding `k - 1 - p`; `None` when the
+    /// padding is wider than the kernel.
+    fn input_gradient(&self) -> Option<Self> {
+        let p = (self.g.k - 1).checked_sub(self.g.p)?;
+        let back = Self::of(self.n, self.o, self.c, (self.g.ho, self.g.wo), self.g.k, p);
+        (back.g.ho == self.g.h && back.g.wo == self.g.w).then_some(back)
     }
 
     /// A 1 x 1 convolution without padding, whose im2col columns are the input itself.
@@ -338,11 +353,17 @@ impl CustomOp3 for Im2colConv {
                 if s.pointwise() {
                     // A 1 x 1 convolution's columns are the image itself.
                     let x = (&image[rows.start * g.wo..], hw, 1);
-                    matmul((o, cols, ckk), (&mut y, cols), (kernel, ckk, 1), x, true);
+                    matmul((o, cols, ckk), (&mut y, cols, 1), (kernel, ckk, 1), x, true);
                 } else {
                     let col = im2col(image, s.c, g, rows.clone());
                     let col = (col.as_slice(), cols, 1);
-                    matmul((o, cols, ckk), (&mut y, cols), (kernel, ckk, 1), col, true);
+                    matmul(
+                        (o, cols, ckk),
+                        (&mut y, cols, 1),
+                        (kernel, ckk, 1),
+                        col,
+                        true,
+                    );
                 }
                 y
             })
@@ -373,53 +394,110 @@ impl CustomOp3 for Im2colConv {
         let s = ConvShape::new(x.layout(), w.layout(), self.padding)?;
         let (g, o, c, ckk) = (s.g, s.o, s.c, s.ckk());
         let (hw, chw) = (g.ho * g.wo, c * g.h * g.w);
-        let (input, kernel, dy) = (to_vec::<f32>(x)?, to_vec::<f32>(w)?, to_vec::<f32>(grad)?);
-        let mut gx = vec![0f32; s.n * chw];
-        let (gw, gb) = gx
-            .par_chunks_mut(chw)
-            .enumerate()
-            .map(|(i, gxi)| {
-                let image = &input[i * chw..][..chw];
-                let dyi = &dy[i * o * hw..][..o * hw];
-                let mut gw = vec![0f32; o * ckk];
-                let wt = (kernel.as_slice(), 1, ckk);
-                for rows in s.tiles() {
-                    let cols = rows.len() * g.wo;
-                    let dyt = &dyi[rows.start * g.wo..];
-                    if s.pointwise() {
-                        // dw += dy xᵀ; dx = wᵀ dy, straight into the input's gradient.
-                        let x = (&image[rows.start * g.wo..], 1, hw);
-                        matmul((o, ckk, cols), (&mut gw, ckk), (dyt, hw, 1), x, true);
-                        let gxt = (&mut gxi[rows.start * g.wo..], hw);
-                        matmul((ckk, cols, o), gxt, wt, (dyt, hw, 1), false);
-                        continue;
+        let (input, kernel, dy) = (
+            Values::<f32>::of(x)?,
+            Values::<f32>::of(w)?,
+            Values::<f32>::of(grad)?,
+        );
+        // The input's gradient is skipped where nothing upstream needs it (the image).
+        let want_gx = x.track_op();
+        let back = s.input_gradient().filter(|_| !s.pointwise());
+        // The kernel as the backward convolution needs it: `(c, o, k, k)`, turned.
+        let turned: Vec<f32> = match back {
+            Some(_) => {
+                let kk = g.k * g.k;
+                let mut t = vec![0f32; c * o * kk];
+                for oc in 0..o {
+                    for ic in 0..c {
+                        for ij in 0..kk {
+                            t[(ic * o + oc) * kk + kk - 1 - ij] = kernel[(oc * c + ic) * kk + ij];
+                        }
                     }
-                    let col = im2col(image, c, g, rows.clone());
-                    // dw += dy (o x cols, rows hw apart) times colᵀ (cols x ckk).
-                    let colt = (col.as_slice(), 1, cols);
-                    matmul((o, ckk, cols), (&mut gw, ckk), (dyt, hw, 1), colt, true);
+                }
+                t
+            }
+            None => Vec::new(),
+        };
+        let mut gx = vec![0f32; if want_gx { s.n * chw } else { 0 }];
+        let per_image = |i: usize, gxi: Option<&mut [f32]>| {
+            let image = &input[i * chw..][..chw];
+            let dyi = &dy[i * o * hw..][..o * hw];
+            let mut gw = vec![0f32; o * ckk];
+            let wt = (&kernel[..], 1, ckk);
+            let mut gxi = gxi;
+            for rows in s.tiles() {
+                let cols = rows.len() * g.wo;
+                let dyt = &dyi[rows.start * g.wo..];
+                if s.pointwise() {
+                    // dw += dy xᵀ; dx = wᵀ dy, straight into the input's gradient.
+                    let x = (&image[rows.start * g.wo..], 1, hw);
+                    matmul((o, ckk, cols), (&mut gw, ckk, 1), (dyt, hw, 1), x, true);
+                    if let Some(gxi) = gxi.as_deref_mut() {
+                        let gxt = (&mut gxi[rows.start * g.wo..], hw, 1);
+                        matmul((ckk, cols, o), gxt, wt, (dyt, hw, 1), false);
+                    }
+                    continue;
+                }
+                let col = im2col(image, c, g, rows.clone());
+                // dw += dy (o x cols, rows hw apart) times colᵀ (cols x ckk).
+                let colt = (col.as_slice(), 1, cols);
+                matmul((o, ckk, cols), (&mut gw, ckk, 1), (dyt, hw, 1), colt, true);
+                if let (Some(gxi), None) = (gxi.as_deref_mut(), back) {
                     // dcol = wᵀ (ckk x o) times dy, folded back onto the image.
                     let mut dcol = vec![0f32; ckk * cols];
-                    matmul((ckk, cols, o), (&mut dcol, cols), wt, (dyt, hw, 1), false);
+                    matmul(
+                        (ckk, cols, o),
+                        (&mut dcol, cols, 1),
+                        wt,
+                        (dyt, hw, 1),
+                        false,
+                    );
                     col2im(&dcol, gxi, c, g, rows);
                 }
-                let gb: Vec<f32> = dyi
-                    .chunks_exact(hw)
-                    .map(|plane| plane.iter().sum())
-                    .collect();
-                (gw, gb)
-            })
-            .reduce(
-                || (vec![0f32; o * ckk], vec![0f32; o]),
-                |(mut aw, mut ab), (bw, bb)| {
-                    aw.iter_mut().zip(&bw).for_each(|(a, b)| *a += *b);
-                    ab.iter_mut().zip(&bb).for_each(|(a, b)| *a += *b);
-                    (aw, ab)
-                },
-            );
+            }
+            if let (Some(gxi), Some(b)) = (gxi, back) {
+                // dx: dy convolved with the turned kernel, band by band of dx's rows.
+                let (bg, okk) = (b.g, b.ckk());
+                for rows in b.tiles() {
+                    let cols = rows.len() * bg.wo;
+                    let col = im2col(dyi, o, bg, rows.clone());
+                    let gxt = (&mut gxi[rows.start * bg.wo..], g.h * g.w, 1);
+                    matmul(
+                        (c, cols, okk),
+                        gxt,
+                        (&turned, okk, 1),
+                        (&col, cols, 1),
+                        false,
+                    );
+                }
+            }
+            let gb: Vec<f32> = dyi.chunks_exact(hw).map(sum).collect();
+            (gw, gb)
+        };
+        let zero = || (vec![0f32; o * ckk], vec![0f32; o]);
+        let add = |(mut aw, mut ab): (Vec<f32>, Vec<f32>), (bw, bb): (Vec<f32>, Vec<f32>)| {
+            aw.iter_mut().zip(&bw).for_each(|(a, b)| *a += *b);
+            ab.iter_mut().zip(&bb).for_each(|(a, b)| *a += *b);
+            (aw, ab)
+        };
+        let (gw, gb) = if want_gx {
+            gx.par_chunks_mut(chw)
+                .enumerate()
+                .map(|(i, gxi)| per_image(i, Some(gxi)))
+                .reduce(zero, add)
+        } else {
+            (0..s.n)
+                .into_par_iter()
+                .map(|i| per_image(i, None))
+                .reduce(zero, add)
+        };
         let dev = x.device();
+        let gx = match want_gx {
+            true => Some(Tensor::from_vec(gx, x.shape(), dev)?),
+            false => None,
+        };
         Ok((
-            Some(Tensor::from_vec(gx, x.shape(), dev)?),
+            gx,
             Some(Tensor::from_vec(gw, w.shape(), dev)?),
             Some(Tensor::from_vec(gb, o, dev)?),
         ))
@@ -525,14 +603,80 @@ fn kernel_gradient_plane<T: Float>(grad: &[T], input: &[T], gw: &mut [T], g: Pla
             for j in 0..g.k {
                 let (first, last, shift) = g.columns(j);
                 let from = (first as isize + shift) as usize;
-                let mut dot = T::zero();
-                for (a, b) in grow[first..last].iter().zip(&src[from..]) {
-                    dot += *a * *b;
-                }
-                gw[i * g.k + j] += dot;
+                let len = last - first;
+                gw[i * g.k + j] += dot(&grow[first..last], &src[from..from + len]);
             }
         }
     }
+}
+
+/// `sum a[i] b[i]` in sixteen running sums, which the compiler keeps in one vector
+/// register (a single running sum is a chain of dependent scalar additions, since
+/// floating-point addition may not be reordered for it).
+fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    const LANES: usize = 16;
+    let mut acc = [T::zero(); LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let mut sum = T::zero();
+    for (x, y) in a_chunks.remainder().iter().zip(b_chunks.remainder()) {
+        sum += *x * *y;
+    }
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    for v in acc {
+        sum += v;
+    }
+    sum
+}
+
+/// `sum a[i]`, in sixteen running sums (see [`dot`]).
+fn sum(a: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let chunks = a.chunks_exact(LANES);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for x in chunks {
+        for l in 0..LANES {
+            acc[l] += x[l];
+        }
+    }
+    rest + acc.iter().sum::<f32>()
+}
+
+/// `sum (v - m)²` over `x`, in sixteen running sums (see [`dot`]).
+fn squares(x: &[f32], m: f32) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest: f32 = chunks.remainder().iter().map(|&v| (v - m) * (v - m)).sum();
+    for c in chunks {
+        for l in 0..LANES {
+            acc[l] += (c[l] - m) * (c[l] - m);
+        }
+    }
+    rest + acc.iter().sum::<f32>()
+}
+
+/// `sum g (v - m)` over `g` and `x`, in sixteen running sums (see [`dot`]).
+fn centred_dot(g: &[f32], x: &[f32], m: f32) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let (gc, xc) = (g.chunks_exact(LANES), x.chunks_exact(LANES));
+    let rest: f32 = gc
+        .remainder()
+        .iter()
+        .zip(xc.remainder())
+        .map(|(&a, &v)| a * (v - m))
+        .sum();
+    for (a, v) in gc.zip(xc) {
+        for l in 0..LANES {
+            acc[l] += a[l] * (v[l] - m);
+        }
+    }
+    rest + acc.iter().sum::<f32>()
 }
 
 /// The element types the direct kernels run in: f32 for training, f64 for gradient
@@ -548,6 +692,44 @@ impl Float for f64 {}
 
 fn to_vec<T: Float>(t: &Tensor) -> Result<Vec<T>> {
     t.flatten_all()?.to_vec1::<T>()
+}
+
+/// A CPU tensor's values, borrowed from its storage when they lie contiguously there
+/// (no copy of a whole activation per backward pass), else copied.
+enum Values<'a, T> {
+    Borrowed(candle_core::StorageRef<'a>, Range<usize>),
+    Copied(Vec<T>),
+}
+
+impl<'a, T: Float> Values<'a, T> {
+    fn of(t: &'a Tensor) -> Result<Self> {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(cpu), Some((start, end))) =
+            (&*storage, layout.contiguous_offsets())
+            && T::cpu_storage_as_slice(cpu).is_ok()
+        {
+            return Ok(Self::Borrowed(storage, start..end));
+        }
+        drop(storage);
+        Ok(Self::Copied(to_vec(t)?))
+    }
+}
+
+impl<T: Float> std::ops::Deref for Values<'_, T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        match self {
+            Self::Borrowed(storage, range) => match &**storage {
+                candle_core::Storage::Cpu(cpu) => match T::cpu_storage_as_slice(cpu) {
+                    Ok(values) => &values[range.clone()],
+                    Err(_) => unreachable!("the dtype was checked in Values::of"),
+                },
+                _ => unreachable!("the device was checked in Values::of"),
+            },
+            Self::Copied(values) => values,
+        }
+    }
 }
 
 /// A depthwise convolution (one `k` x `k` filter per channel, `w (C, 1, k, k)`), stride
@@ -579,7 +761,7 @@ fn depthwise_direct<T: Float>(x: &Tensor, w: &Tensor, padding: usize) -> Result<
         ho: h + 2 * padding + 1 - k,
         wo: width + 2 * padding + 1 - k,
     };
-    let (input, kernel) = (to_vec::<T>(x)?, to_vec::<T>(w)?);
+    let (input, kernel) = (Values::<T>::of(x)?, Values::<T>::of(w)?);
     let mut out = vec![T::zero(); n * c * g.ho * g.wo];
     out.par_chunks_mut(g.ho * g.wo)
         .enumerate()
@@ -592,12 +774,18 @@ fn depthwise_direct<T: Float>(x: &Tensor, w: &Tensor, padding: usize) -> Result<
                 g,
             );
         });
+    // Release the storages' read locks before the op below takes them again.
+    drop((input, kernel));
     let output = Tensor::from_vec(out, (n, c, g.ho, g.wo), x.device())?;
     if !(x.track_op() || w.track_op()) {
         return Ok(output);
     }
     let backward: Arc<Backward> = Arc::new(move |x, w, grad| {
-        let (input, kernel, grad_v) = (to_vec::<T>(x)?, to_vec::<T>(w)?, to_vec::<T>(grad)?);
+        let (input, kernel, grad_v) = (
+            Values::<T>::of(x)?,
+            Values::<T>::of(w)?,
+            Values::<T>::of(grad)?,
+        );
         let mut gx = vec![T::zero(); n * c * h * width];
         gx.par_chunks_mut(h * width)
             .enumerate()
@@ -837,51 +1025,17 @@ fn moments(x: &[f32], (n, c, plane): (usize, usize, usize)) -> Vec<(f64, f64)> {
         .into_par_iter()
         .map(|ch| {
             let count = (n * plane).max(1) as f64;
-            let mut sum = 0f64;
-            for i in 0..n {
-                sum += x[(i * c + ch) * plane..][..plane]
-                    .iter()
-                    .map(|&v| f64::from(v))
-                    .sum::<f64>();
-            }
-            let mean = sum / count;
-            let mut squares = 0f64;
-            for i in 0..n {
-                squares += x[(i * c + ch) * plane..][..plane]
-                    .iter()
-                    .map(|&v| (f64::from(v) - mean).powi(2))
-                    .sum::<f64>();
-            }
-            (mean, squares / count)
+            // Each plane summed in f32 lanes (a few hundred values per lane), the planes
+            // added in f64.
+            let planes = || (0..n).map(|i| &x[(i * c + ch) * plane..][..plane]);
+            let mean = planes().map(|p| f64::from(sum(p))).sum::<f64>() / count;
+            let m = mean as f32;
+            let squares: f64 = planes().map(|p| f64::from(squares(p, m))).sum();
+            // The mean was rounded to f32 for the lanes: correct the squares for it.
+            let shift = mean - f64::from(m);
+            (mean, (squares / count - shift * shift).max(0.0))
         })
         .collect()
-}
-
-/// The per-channel mean and biased variance of `x` `(N, C, ...)`, as two `(C,)` tensors,
-/// not tracked: what batch norm's running statistics follow.
-pub fn channel_moments(x: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
-    if !(x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() >= 2) {
-        return Ok(None);
-    }
-    let both = x.detach().contiguous()?.apply_op1_no_bwd(&Moments)?;
-    Ok(Some((both.get(0)?, both.get(1)?)))
-}
-
-/// [`channel_moments`] as an op that reads the tensor where it lies.
-struct Moments;
-
-impl candle_core::CustomOp1 for Moments {
-    fn name(&self) -> &'static str {
-        "cxr-channel-moments"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let shape = planes(layout.shape())?;
-        let m = moments(f32_slice(storage, layout)?, shape);
-        let mut out: Vec<f32> = m.iter().map(|&(mean, _)| mean as f32).collect();
-        out.extend(m.iter().map(|&(_, var)| var as f32));
-        Ok((CpuStorage::F32(out), Shape::from((2, shape.1))))
-    }
 }
 
 /// Batch normalisation in training mode, `gamma * (x - mean) / sqrt(var + eps) + beta`
@@ -890,6 +1044,8 @@ impl candle_core::CustomOp1 for Moments {
 /// broadcast ops takes about fifteen single-threaded passes).
 struct BatchNormTrain {
     eps: f64,
+    /// Per channel mean and (biased) variance of the batch, computed once.
+    stats: Arc<Vec<(f64, f64)>>,
 }
 
 impl CustomOp3 for BatchNormTrain {
@@ -906,13 +1062,16 @@ impl CustomOp3 for BatchNormTrain {
         beta: &CpuStorage,
         beta_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, c, plane) = planes(x_layout.shape())?;
+        let (_, c, plane) = planes(x_layout.shape())?;
         let x = f32_slice(x, x_layout)?;
         let (gamma, beta) = (
             f32_slice(gamma, gamma_layout)?,
             f32_slice(beta, beta_layout)?,
         );
-        let stats = moments(x, (n, c, plane));
+        let stats = &self.stats;
+        if stats.len() != c {
+            candle_core::bail!("batch norm: {} statistics for {c} channels", stats.len());
+        }
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(plane.max(1))
             .zip(x.par_chunks(plane.max(1)))
@@ -942,7 +1101,10 @@ impl CustomOp3 for BatchNormTrain {
         let packed = x.contiguous()?.apply_op3_no_bwd(
             &gamma.contiguous()?,
             &grad.contiguous()?,
-            &BatchNormBackward { eps: self.eps },
+            &BatchNormBackward {
+                eps: self.eps,
+                stats: self.stats.clone(),
+            },
         )?;
         let dx = packed.narrow(0, 0, x.elem_count())?.reshape(x.shape())?;
         let dgamma = packed
@@ -961,6 +1123,7 @@ impl CustomOp3 for BatchNormTrain {
 /// `dx = gamma / sqrt(var + eps) * (dy - dbeta / m - xh * dgamma / m)`.
 struct BatchNormBackward {
     eps: f64,
+    stats: Arc<Vec<(f64, f64)>>,
 }
 
 impl CustomOp3 for BatchNormBackward {
@@ -981,21 +1144,24 @@ impl CustomOp3 for BatchNormBackward {
         let x = f32_slice(x, x_layout)?;
         let gamma = f32_slice(gamma, gamma_layout)?;
         let dy = f32_slice(grad, grad_layout)?;
-        let stats = moments(x, (n, c, plane));
-        // Per channel: sum(dy) and sum(dy * xh).
+        let stats = &self.stats;
+        // Per channel: sum(dy) and sum(dy * xh), each plane in f32 lanes.
         let sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
             .map(|ch| {
                 let (mean, var) = stats[ch];
                 let inv = 1.0 / (var + self.eps).sqrt();
                 let (mut sd, mut sdx) = (0f64, 0f64);
+                let m = mean as f32;
                 for i in 0..n {
                     let at = (i * c + ch) * plane;
-                    for (&g, &v) in dy[at..at + plane].iter().zip(&x[at..at + plane]) {
-                        let g = f64::from(g);
-                        sd += g;
-                        sdx += g * (f64::from(v) - mean) * inv;
-                    }
+                    let (g, v) = (&dy[at..at + plane], &x[at..at + plane]);
+                    let plane_sd = f64::from(sum(g));
+                    // Centred on the f32 mean; the rest of the f64 mean is added back.
+                    let plane_sdx =
+                        f64::from(centred_dot(g, v, m)) - plane_sd * (mean - f64::from(m));
+                    sd += plane_sd;
+                    sdx += plane_sdx * inv;
                 }
                 (sd, sdx)
             })
@@ -1026,7 +1192,7 @@ impl CustomOp3 for BatchNormBackward {
     }
 }
 
-/// Whether [`batch_norm_train`] and [`channel_moments`] take these tensors: `f32` on the
+/// Whether [`batch_norm_train`] takes these tensors: `f32` on the
 /// CPU, `(N, C, ...)`.
 pub fn batch_norm_fusable(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> bool {
     x.device().is_cpu()
@@ -1044,12 +1210,34 @@ pub fn batch_norm_train(
     beta: &Tensor,
     eps: f64,
 ) -> Result<Option<Tensor>> {
+    Ok(batch_norm_train_with_moments(x, gamma, beta, eps)?.map(|(y, _, _)| y))
+}
+
+/// [`batch_norm_train`] and the batch's per-channel mean and (biased) variance, which
+/// the layer folds into its running statistics: computed once for all three uses.
+pub fn batch_norm_train_with_moments(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<Option<(Tensor, Tensor, Tensor)>> {
     if !batch_norm_fusable(x, gamma, beta) {
         return Ok(None);
     }
-    Ok(Some(x.contiguous()?.apply_op3(
-        &gamma.contiguous()?,
-        &beta.contiguous()?,
-        BatchNormTrain { eps },
-    )?))
+    let x = x.contiguous()?;
+    let (n, c, plane) = planes(x.shape())?;
+    let stats = moments(&Values::<f32>::of(&x)?, (n, c, plane));
+    let mean: Vec<f32> = stats.iter().map(|&(m, _)| m as f32).collect();
+    let var: Vec<f32> = stats.iter().map(|&(_, v)| v as f32).collect();
+    let op = BatchNormTrain {
+        eps,
+        stats: Arc::new(stats),
+    };
+    let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+    let dev = x.device();
+    Ok(Some((
+        y,
+        Tensor::from_vec(mean, c, dev)?,
+        Tensor::from_vec(var, c, dev)?,
+    )))
 }

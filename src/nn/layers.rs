@@ -397,13 +397,14 @@ impl ModuleT for BatchNorm {
         let (mean, var) = if train {
             let channels = xs.dim(1)?;
             let count = xs.elem_count() / channels.max(1);
-            let fused = super::kernels::batch_norm_fusable(xs, &self.weight, &self.bias);
-            let moments = match fused {
-                true => super::kernels::channel_moments(xs)?,
-                false => None,
-            };
-            let (mean, var) = match moments {
-                Some(moments) => moments,
+            let fused = super::kernels::batch_norm_train_with_moments(
+                xs,
+                &self.weight,
+                &self.bias,
+                self.cfg.eps,
+            )?;
+            let (mean, var) = match &fused {
+                Some((_, mean, var)) => (mean.clone(), var.clone()),
                 None => {
                     // Per channel over every other axis: channels first, the rest flat.
                     let per_channel = xs.transpose(0, 1)?.contiguous()?.reshape((channels, ()))?;
@@ -425,10 +426,7 @@ impl ModuleT for BatchNorm {
                 + (running_var.detach().to_dtype(stats)? * (1.0 - keep))?)?;
             self.running_mean.set(&new_mean)?;
             self.running_var.set(&new_var)?;
-            if fused
-                && let Some(y) =
-                    super::kernels::batch_norm_train(xs, &self.weight, &self.bias, self.cfg.eps)?
-            {
+            if let Some((y, _, _)) = fused {
                 return Ok(y);
             }
             (mean, var)

@@ -217,13 +217,12 @@ const LESSONS: &[(u32, &str)] = &[
     ),
 ];
 
-/// mimalloc keeps freed memory for the next allocation; the system allocator hands every
-/// large tensor (tens of megabytes a step) back to the kernel and faults it in again,
-/// which cost a tenth of a training step.
+/// mimalloc, keeping freed memory for the next step (see `cxr::alloc`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: cxr::alloc::Allocator = cxr::alloc::Allocator;
 
 fn main() -> ExitCode {
+    cxr::alloc::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(err) => {

@@ -1,0 +1,165 @@
+//! Where a training step of the tutorial CNN goes, layer by layer at the model's own
+//! shapes (batch 25, 180 x 180): each layer's forward pass, then its backward pass
+//! (through a loss that weights every output element differently, whose own time is
+//! measured alone and taken off), the mean of several runs. `cargo bench --bench layers`; BENCHMARKS.md has a table.
+
+/// As the `cxr` binary does (see `cxr::alloc`).
+#[global_allocator]
+static ALLOCATOR: cxr::alloc::Allocator = cxr::alloc::Allocator;
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use cxr::nn::layers::{batch_norm, conv2d_same, max_pool2d, separable_conv2d};
+use cxr::nn::{BatchNormConfig, ReLU, Rescaling, SeparableConv2dConfig};
+
+const REPEATS: usize = 5;
+
+/// Mean seconds of `f` over [`REPEATS`] runs after one warm-up.
+fn seconds(mut f: impl FnMut() -> candle_core::Result<()>) -> candle_core::Result<f64> {
+    f()?;
+    let start = Instant::now();
+    for _ in 0..REPEATS {
+        f()?;
+    }
+    Ok(start.elapsed().as_secs_f64() / REPEATS as f64)
+}
+
+/// Forward and backward time of `layer` on an input of `shape`.
+fn time(
+    name: &str,
+    shape: (usize, usize, usize, usize),
+    layer: &dyn Fn(&Tensor) -> candle_core::Result<Tensor>,
+    total: &mut (f64, f64),
+) -> candle_core::Result<()> {
+    let x = Var::from_tensor(&Tensor::rand(0f32, 1f32, shape, &Device::Cpu)?)?;
+    let forward = seconds(|| layer(&x).map(|_| ()))?;
+    let y = layer(&x)?;
+    let mix = Tensor::rand(0f32, 1f32, y.shape(), &Device::Cpu)?;
+    let both = seconds(|| {
+        let y = layer(&x)?;
+        (y * &mix)?.sum_all()?.backward().map(|_| ())
+    })?;
+    // The loss itself (a product, a sum and their backward pass) timed alone at the
+    // output's shape, and taken off.
+    let z = Var::from_tensor(&y)?;
+    let loss = seconds(|| (z.as_tensor() * &mix)?.sum_all()?.backward().map(|_| ()))?;
+    let backward = (both - forward - loss).max(0.0);
+    total.0 += forward;
+    total.1 += backward;
+    println!(
+        "{name:<44} {:>8.1} ms forward {:>8.1} ms backward",
+        forward * 1e3,
+        backward * 1e3
+    );
+    Ok(())
+}
+
+fn main() -> candle_core::Result<()> {
+    cxr::alloc::keep_freed_memory();
+    let n = 25;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let mut total = (0.0, 0.0);
+    println!("tutorial CNN layers, batch {n}, {REPEATS} runs each");
+    let rescale = Rescaling {
+        scale: 1.0 / 255.0,
+        offset: 0.0,
+    };
+    time(
+        "rescaling 3 x 180 x 180",
+        (n, 3, 180, 180),
+        &|x| x.apply(&rescale),
+        &mut total,
+    )?;
+    let conv1 = conv2d_same(3, 16, 3, vb.pp("conv1"))?;
+    time(
+        "conv 3 -> 16, 180 x 180",
+        (n, 3, 180, 180),
+        &|x| conv1.forward(x),
+        &mut total,
+    )?;
+    let conv2 = conv2d_same(16, 16, 3, vb.pp("conv2"))?;
+    time(
+        "conv 16 -> 16, 180 x 180",
+        (n, 16, 180, 180),
+        &|x| conv2.forward(x),
+        &mut total,
+    )?;
+    time(
+        "relu 16 x 180 x 180 (x2)",
+        (n, 16, 180, 180),
+        &|x| x.apply(&ReLU),
+        &mut total,
+    )?;
+    time(
+        "relu 16 x 180 x 180 (x2)",
+        (n, 16, 180, 180),
+        &|x| x.apply(&ReLU),
+        &mut total,
+    )?;
+    time(
+        "max-pool 16 x 180 x 180",
+        (n, 16, 180, 180),
+        &|x| max_pool2d(x, 2),
+        &mut total,
+    )?;
+    let mut size = 90;
+    let mut c = 16;
+    for (b, f) in [32, 64, 128, 256].into_iter().enumerate() {
+        let cfg = SeparableConv2dConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        let sep1 = separable_conv2d(c, f, 3, cfg, vb.pp(format!("b{b}s1")))?;
+        let sep2 = separable_conv2d(f, f, 3, cfg, vb.pp(format!("b{b}s2")))?;
+        let bn = batch_norm(f, BatchNormConfig::keras(), vb.pp(format!("b{b}bn")))?;
+        let at = format!("{size} x {size}");
+        time(
+            &format!("separable {c} -> {f}, {at}"),
+            (n, c, size, size),
+            &|x| sep1.forward(x),
+            &mut total,
+        )?;
+        time(
+            &format!("separable {f} -> {f}, {at}"),
+            (n, f, size, size),
+            &|x| sep2.forward(x),
+            &mut total,
+        )?;
+        time(
+            &format!("relu {f} x {at} (x2)"),
+            (n, f, size, size),
+            &|x| x.apply(&ReLU),
+            &mut total,
+        )?;
+        time(
+            &format!("relu {f} x {at} (x2)"),
+            (n, f, size, size),
+            &|x| x.apply(&ReLU),
+            &mut total,
+        )?;
+        time(
+            &format!("batch norm (training) {f} x {at}"),
+            (n, f, size, size),
+            &|x| bn.forward_t(x, true),
+            &mut total,
+        )?;
+        time(
+            &format!("max-pool {f} x {at}"),
+            (n, f, size, size),
+            &|x| max_pool2d(x, 2),
+            &mut total,
+        )?;
+        size /= 2;
+        c = f;
+    }
+    println!(
+        "{:<44} {:>8.1} ms forward {:>8.1} ms backward",
+        "sum of the layers above",
+        total.0 * 1e3,
+        total.1 * 1e3
+    );
+    Ok(())
+}
