@@ -12,7 +12,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use cxr::nn::layers::{batch_norm, conv2d_same, max_pool2d, separable_conv2d};
-use cxr::nn::{BatchNormConfig, ReLU, Rescaling, SeparableConv2dConfig};
+use cxr::nn::{BatchNormConfig, Rescaling, SeparableConv2dConfig};
 
 const REPEATS: usize = 5;
 
@@ -73,30 +73,18 @@ fn main() -> candle_core::Result<()> {
         &|x| x.apply(&rescale),
         &mut total,
     )?;
-    let conv1 = conv2d_same(3, 16, 3, vb.pp("conv1"))?;
+    let conv1 = conv2d_same(3, 16, 3, vb.pp("conv1"))?.with_relu();
     time(
-        "conv 3 -> 16, 180 x 180",
+        "conv + relu 3 -> 16, 180 x 180",
         (n, 3, 180, 180),
         &|x| conv1.forward(x),
         &mut total,
     )?;
-    let conv2 = conv2d_same(16, 16, 3, vb.pp("conv2"))?;
+    let conv2 = conv2d_same(16, 16, 3, vb.pp("conv2"))?.with_relu();
     time(
-        "conv 16 -> 16, 180 x 180",
+        "conv + relu 16 -> 16, 180 x 180",
         (n, 16, 180, 180),
         &|x| conv2.forward(x),
-        &mut total,
-    )?;
-    time(
-        "relu 16 x 180 x 180 (x2)",
-        (n, 16, 180, 180),
-        &|x| x.apply(&ReLU),
-        &mut total,
-    )?;
-    time(
-        "relu 16 x 180 x 180 (x2)",
-        (n, 16, 180, 180),
-        &|x| x.apply(&ReLU),
         &mut total,
     )?;
     time(
@@ -112,32 +100,20 @@ fn main() -> candle_core::Result<()> {
             padding: 1,
             ..Default::default()
         };
-        let sep1 = separable_conv2d(c, f, 3, cfg, vb.pp(format!("b{b}s1")))?;
-        let sep2 = separable_conv2d(f, f, 3, cfg, vb.pp(format!("b{b}s2")))?;
+        let sep1 = separable_conv2d(c, f, 3, cfg, vb.pp(format!("b{b}s1")))?.with_relu();
+        let sep2 = separable_conv2d(f, f, 3, cfg, vb.pp(format!("b{b}s2")))?.with_relu();
         let bn = batch_norm(f, BatchNormConfig::keras(), vb.pp(format!("b{b}bn")))?;
         let at = format!("{size} x {size}");
         time(
-            &format!("separable {c} -> {f}, {at}"),
+            &format!("separable + relu {c} -> {f}, {at}"),
             (n, c, size, size),
             &|x| sep1.forward(x),
             &mut total,
         )?;
         time(
-            &format!("separable {f} -> {f}, {at}"),
+            &format!("separable + relu {f} -> {f}, {at}"),
             (n, f, size, size),
             &|x| sep2.forward(x),
-            &mut total,
-        )?;
-        time(
-            &format!("relu {f} x {at} (x2)"),
-            (n, f, size, size),
-            &|x| x.apply(&ReLU),
-            &mut total,
-        )?;
-        time(
-            &format!("relu {f} x {at} (x2)"),
-            (n, f, size, size),
-            &|x| x.apply(&ReLU),
             &mut total,
         )?;
         time(

@@ -4,7 +4,7 @@
 //! tests/nn_gradients.rs.)
 
 use candle_core::{Device, Tensor, Var};
-use cxr::nn::kernels::{conv2d, conv2d_bias, depthwise_conv2d, pointwise};
+use cxr::nn::kernels::{conv2d, conv2d_bias, conv2d_bias_relu, depthwise_conv2d, pointwise};
 use rand::{Rng, SeedableRng};
 
 mod common;
@@ -97,7 +97,8 @@ fn full_convolution_matches_candle() {
 
 /// Shapes whose im2col columns are cut into several bands of rows (64 input channels
 /// at 3 x 3 make 576 rows of columns; the bands are about a megabyte each), with a
-/// bias, against candle's convolution plus a broadcast bias.
+/// bias and with and without the fused ReLU, against candle's convolution plus a
+/// broadcast bias (and its ReLU).
 #[test]
 fn banded_convolution_with_bias_matches_candle() {
     let dev = Device::Cpu;
@@ -111,33 +112,39 @@ fn banded_convolution_with_bias_matches_candle() {
         let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, ci, h, w), &dev).unwrap()).unwrap();
         let k = Var::from_tensor(&Tensor::randn(0f32, 0.1, (co, ci, k, k), &dev).unwrap()).unwrap();
         let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, co, &dev).unwrap()).unwrap();
-        let ours = conv2d_bias(&x, &k, Some(&b), p).unwrap();
-        let theirs = x
-            .conv2d(&k, p, 1, 1, 1)
-            .unwrap()
-            .broadcast_add(&b.reshape((1, co, 1, 1)).unwrap())
-            .unwrap();
-        let what = format!("conv k{k} {n}x{ci}->{co} {h}x{w} p{p}");
-        close(&ours, &theirs, &format!("{what} output"));
-        let mix = Tensor::randn(0f32, 1.0, theirs.shape(), &dev).unwrap();
-        let ga = (ours * &mix)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gb = (theirs * &mix)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        for (var, name) in [(&x, "input"), (&k, "weight"), (&b, "bias")] {
-            close(
-                ga.get(var).unwrap(),
-                gb.get(var).unwrap(),
-                &format!("{what} {name} gradient"),
-            );
+        for relu in [false, true] {
+            let ours = match relu {
+                true => conv2d_bias_relu(&x, &k, Some(&b), p).unwrap(),
+                false => conv2d_bias(&x, &k, Some(&b), p).unwrap(),
+            };
+            let theirs = x
+                .conv2d(&k, p, 1, 1, 1)
+                .unwrap()
+                .broadcast_add(&b.reshape((1, co, 1, 1)).unwrap())
+                .unwrap();
+            let theirs = if relu { theirs.relu().unwrap() } else { theirs };
+            let what = format!("conv k{k} {n}x{ci}->{co} {h}x{w} p{p} relu {relu}");
+            close(&ours, &theirs, &format!("{what} output"));
+            let mix = Tensor::randn(0f32, 1.0, theirs.shape(), &dev).unwrap();
+            let ga = (ours * &mix)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let gb = (theirs * &mix)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for (var, name) in [(&x, "input"), (&k, "weight"), (&b, "bias")] {
+                close(
+                    ga.get(var).unwrap(),
+                    gb.get(var).unwrap(),
+                    &format!("{what} {name} gradient"),
+                );
+            }
         }
     }
 }

@@ -93,6 +93,28 @@ pub fn conv2d_bias(
     bias: Option<&Tensor>,
     padding: usize,
 ) -> Result<Tensor> {
+    conv2d_act(x, w, bias, padding, false)
+}
+
+/// [`conv2d_bias`] followed by ReLU, Keras's `Conv2D(..., activation="relu")`: on the
+/// CPU the ReLU is applied as the output is written and its gradient inside the
+/// convolution's backward pass (no separate op, no extra pass over the activation).
+pub fn conv2d_bias_relu(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    padding: usize,
+) -> Result<Tensor> {
+    conv2d_act(x, w, bias, padding, true)
+}
+
+fn conv2d_act(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    padding: usize,
+    relu: bool,
+) -> Result<Tensor> {
     let (_, c, h, width) = x.dims4()?;
     let (o, wc, k, kw) = w.dims4()?;
     if x.device().is_cpu()
@@ -112,13 +134,14 @@ pub fn conv2d_bias(
                 &zeros
             }
         };
-        return x.apply_op3(w, bias, Im2colConv { padding });
+        return x.apply_op3(w, bias, Im2colConv { padding, relu });
     }
     let y = conv2d_candle(x, w, padding)?;
-    match bias {
-        Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
-        None => Ok(y),
-    }
+    let y = match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
+        None => y,
+    };
+    if relu { y.relu() } else { Ok(y) }
 }
 
 /// candle's convolution, with the input gradient taken as a convolution where candle
@@ -201,19 +224,24 @@ fn matmul(
 /// `(channel, i, j)` holds the input shifted by `(i - p, j - p)` at each of those output
 /// positions, zero outside.
 fn im2col(image: &[f32], channels: usize, g: Plane, rows: Range<usize>) -> Vec<f32> {
-    let cols = rows.len() * g.wo;
-    let mut col = vec![0f32; channels * g.k * g.k * cols];
+    // Written front to back, each value once (zeroing the whole buffer first cost as
+    // much as the copy).
+    let mut col = Vec::with_capacity(channels * g.k * g.k * rows.len() * g.wo);
+    let zeros = |col: &mut Vec<f32>, n: usize| col.extend(std::iter::repeat_n(0f32, n));
     for ch in 0..channels {
         let plane = &image[ch * g.h * g.w..][..g.h * g.w];
         for i in 0..g.k {
             for j in 0..g.k {
-                let row = &mut col[((ch * g.k + i) * g.k + j) * cols..][..cols];
                 let (first, last, shift) = g.columns(j);
                 let from = (first as isize + shift) as usize;
-                for (t, y) in rows.clone().enumerate() {
-                    let Some(r) = g.input_row(y, i) else { continue };
-                    let src = &plane[r * g.w + from..][..last - first];
-                    row[t * g.wo + first..t * g.wo + last].copy_from_slice(src);
+                for y in rows.clone() {
+                    let Some(r) = g.input_row(y, i) else {
+                        zeros(&mut col, g.wo);
+                        continue;
+                    };
+                    zeros(&mut col, first);
+                    col.extend_from_slice(&plane[r * g.w + from..][..last - first]);
+                    zeros(&mut col, g.wo - last);
                 }
             }
         }
@@ -317,6 +345,8 @@ impl ConvShape {
 /// `dcol = wᵀ dy`, then col2im); the bias gradient is the sum of `dy` per channel.
 struct Im2colConv {
     padding: usize,
+    /// ReLU on the output, and its gradient folded into the backward pass.
+    relu: bool,
 }
 
 impl CustomOp3 for Im2colConv {
@@ -335,7 +365,7 @@ impl CustomOp3 for Im2colConv {
     ) -> Result<(CpuStorage, Shape)> {
         let (input, kernel, bias) = (f32_slice(xs, xl)?, f32_slice(ws, wl)?, f32_slice(bs, bl)?);
         let s = ConvShape::new(xl, wl, self.padding)?;
-        let (g, o, ckk) = (s.g, s.o, s.ckk());
+        let (g, o, ckk, relu) = (s.g, s.o, s.ckk(), self.relu);
         let (hw, chw) = (g.ho * g.wo, s.c * g.h * g.w);
         let tiles: Vec<Range<usize>> = s.tiles().collect();
         let jobs: Vec<(usize, Range<usize>)> = (0..s.n)
@@ -375,8 +405,15 @@ impl CustomOp3 for Im2colConv {
                 for (rows, y) in tiles.iter().zip(bands) {
                     let cols = rows.len() * g.wo;
                     for ch in 0..o {
-                        image[ch * hw + rows.start * g.wo..][..cols]
-                            .copy_from_slice(&y[ch * cols..][..cols]);
+                        let out = &mut image[ch * hw + rows.start * g.wo..][..cols];
+                        let values = &y[ch * cols..][..cols];
+                        if relu {
+                            for (o, &v) in out.iter_mut().zip(values) {
+                                *o = v.max(0.0);
+                            }
+                        } else {
+                            out.copy_from_slice(values);
+                        }
                     }
                 }
             });
@@ -388,7 +425,7 @@ impl CustomOp3 for Im2colConv {
         x: &Tensor,
         w: &Tensor,
         _bias: &Tensor,
-        _output: &Tensor,
+        output: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let s = ConvShape::new(x.layout(), w.layout(), self.padding)?;
@@ -399,6 +436,19 @@ impl CustomOp3 for Im2colConv {
             Values::<f32>::of(w)?,
             Values::<f32>::of(grad)?,
         );
+        // Through the ReLU first: the gradient passes where the output is positive.
+        let masked: Vec<f32>;
+        let dy: &[f32] = if self.relu {
+            let y = Values::<f32>::of(output)?;
+            masked = dy
+                .par_iter()
+                .zip(y.par_iter())
+                .map(|(&g, &v)| if v > 0.0 { g } else { 0.0 })
+                .collect();
+            &masked
+        } else {
+            &dy
+        };
         // The input's gradient is skipped where nothing upstream needs it (the image).
         let want_gx = x.track_op();
         let back = s.input_gradient().filter(|_| !s.pointwise());
@@ -513,18 +563,28 @@ pub fn pointwise(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 /// [`pointwise`] plus a per-channel bias; on the CPU the im2col convolution, which for
 /// a 1 x 1 kernel multiplies the image in place and adds the bias as it goes.
 pub fn pointwise_bias(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    pointwise_act(x, w, bias, false)
+}
+
+/// [`pointwise_bias`] followed by ReLU, fused on the CPU as in [`conv2d_bias_relu`].
+pub fn pointwise_bias_relu(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    pointwise_act(x, w, bias, true)
+}
+
+fn pointwise_act(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, relu: bool) -> Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == DType::F32 {
-        return conv2d_bias(x, w, bias, 0);
+        return conv2d_act(x, w, bias, 0, relu);
     }
     let (n, c, h, width) = x.dims4()?;
     let o = w.dim(0)?;
     let w2 = w.reshape((o, c))?;
     let y = w2.broadcast_matmul(&x.reshape((n, c, h * width))?)?;
     let y = y.reshape((n, o, h, width))?;
-    match bias {
-        Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
-        None => Ok(y),
-    }
+    let y = match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
+        None => y,
+    };
+    if relu { y.relu() } else { Ok(y) }
 }
 
 /// Plane geometry of a depthwise convolution.
@@ -915,6 +975,16 @@ struct MaxPool {
     k: usize,
 }
 
+/// The larger of `a` and `b`, or NaN if either is (as PyTorch's max-pool propagates it);
+/// the first of equal values, so the gradient goes where the scalar loop sends it.
+fn max_nan(a: f32, b: f32) -> f32 {
+    if b > a || b.is_nan() && !a.is_nan() {
+        b
+    } else {
+        a
+    }
+}
+
 impl candle_core::CustomOp1 for MaxPool {
     fn name(&self) -> &'static str {
         "cxr-max-pool"
@@ -926,6 +996,24 @@ impl candle_core::CustomOp1 for MaxPool {
         let (ho, wo) = (h / k, w / k);
         let x = f32_slice(storage, layout)?;
         let mut y = vec![0f32; n * c * ho * wo];
+        if k == 2 {
+            // The common case, as branch-free selects the compiler can vectorise.
+            y.par_chunks_mut(ho * wo)
+                .zip(x.par_chunks(h * w))
+                .for_each(|(y, x)| {
+                    for (r, out) in y.chunks_exact_mut(wo).enumerate() {
+                        let (top, bottom) =
+                            (&x[2 * r * w..][..2 * wo], &x[(2 * r + 1) * w..][..2 * wo]);
+                        for (o, (a, b)) in out
+                            .iter_mut()
+                            .zip(top.chunks_exact(2).zip(bottom.chunks_exact(2)))
+                        {
+                            *o = max_nan(max_nan(a[0], a[1]), max_nan(b[0], b[1]));
+                        }
+                    }
+                });
+            return Ok((CpuStorage::F32(y), Shape::from((n, c, ho, wo))));
+        }
         y.par_chunks_mut(ho * wo)
             .zip(x.par_chunks(h * w))
             .for_each(|(y, x)| {
@@ -977,6 +1065,33 @@ impl candle_core::CustomOp2 for MaxPoolBackward {
         let (ho, wo) = (h / k, w / k);
         let (x, g) = (f32_slice(x, x_layout)?, f32_slice(grad, grad_layout)?);
         let mut gx = vec![0f32; x.len()];
+        if k == 2 {
+            // Each window's gradient to its first maximum, as selects (no branches).
+            gx.par_chunks_mut(h * w)
+                .zip(x.par_chunks(h * w).zip(g.par_chunks(ho * wo)))
+                .for_each(|(gx, (x, g))| {
+                    for (r, g) in g.chunks_exact(wo).enumerate() {
+                        let (top, bottom) =
+                            (&x[2 * r * w..][..2 * wo], &x[(2 * r + 1) * w..][..2 * wo]);
+                        let (gtop, gbottom) = gx[2 * r * w..].split_at_mut(w);
+                        let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+                        let outs = gtop.chunks_exact_mut(2).zip(gbottom.chunks_exact_mut(2));
+                        for ((&g, (a, b)), (ga, gb)) in g.iter().zip(windows).zip(outs) {
+                            let (mut best, mut at) = (a[0], 0);
+                            for (v, i) in [(a[1], 1), (b[0], 2), (b[1], 3)] {
+                                if v > best {
+                                    (best, at) = (v, i);
+                                }
+                            }
+                            ga[0] = if at == 0 { g } else { 0.0 };
+                            ga[1] = if at == 1 { g } else { 0.0 };
+                            gb[0] = if at == 2 { g } else { 0.0 };
+                            gb[1] = if at == 3 { g } else { 0.0 };
+                        }
+                    }
+                });
+            return Ok((CpuStorage::F32(gx), x_layout.shape().clone()));
+        }
         gx.par_chunks_mut(h * w)
             .zip(x.par_chunks(h * w).zip(g.par_chunks(ho * wo)))
             .for_each(|(gx, (x, g))| {

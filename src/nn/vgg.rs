@@ -144,7 +144,8 @@ pub fn vgg(cfg: VggConfig, vb: VarBuilder) -> Result<Vgg> {
         let mut block = Vec::new();
         for i in 1..=convs {
             let name = format!("block{}_conv{i}", b + 1);
-            block.push(conv2d_same(channels, filters, 3, vb.pp(&name))?);
+            // Keras's `activation="relu"`, fused into the convolution.
+            block.push(conv2d_same(channels, filters, 3, vb.pp(&name))?.with_relu());
             spec.conv(&name, filters, 3);
             channels = filters;
         }
@@ -212,7 +213,7 @@ impl ModuleT for Vgg {
         let mut xs = xs.clone();
         for block in &self.blocks {
             for conv in block {
-                xs = xs.apply(conv)?.apply(&ReLU)?;
+                xs = xs.apply(conv)?;
             }
             xs = max_pool2d(&xs, 2)?;
         }

@@ -96,9 +96,10 @@ pub fn xray_cnn(cfg: XrayCnnConfig, vb: VarBuilder) -> Result<XrayCnn> {
     }
     let mut spec = SummaryBuilder::new("xray_cnn", vec![3, h, w]);
     spec.layer("rescaling", "Rescaling");
-    let conv1 = conv2d_same(3, 16, 3, vb.pp("conv1"))?;
+    // Keras's `activation="relu"`: fused into the convolutions.
+    let conv1 = conv2d_same(3, 16, 3, vb.pp("conv1"))?.with_relu();
     spec.conv("conv1", 16, 3);
-    let conv2 = conv2d_same(16, 16, 3, vb.pp("conv2"))?;
+    let conv2 = conv2d_same(16, 16, 3, vb.pp("conv2"))?.with_relu();
     spec.conv("conv2", 16, 3);
     spec.pool("pool", 2);
     let same = SeparableConv2dConfig {
@@ -115,7 +116,8 @@ pub fn xray_cnn(cfg: XrayCnnConfig, vb: VarBuilder) -> Result<XrayCnn> {
             3,
             same,
             vb.pp(format!("block{b}_sepconv1")),
-        )?;
+        )?
+        .with_relu();
         spec.separable(&format!("block{b}_sepconv1"), filters, 3);
         let sep2 = separable_conv2d(
             filters,
@@ -123,7 +125,8 @@ pub fn xray_cnn(cfg: XrayCnnConfig, vb: VarBuilder) -> Result<XrayCnn> {
             3,
             same,
             vb.pp(format!("block{b}_sepconv2")),
-        )?;
+        )?
+        .with_relu();
         spec.separable(&format!("block{b}_sepconv2"), filters, 3);
         let bn = batch_norm(filters, cfg.batch_norm, vb.pp(format!("block{b}_bn")))?;
         spec.batch_norm(&format!("block{b}_bn"));
@@ -210,16 +213,10 @@ impl ModuleT for XrayCnn {
         let xs = xs
             .apply(&self.rescale)?
             .apply(&self.conv1)?
-            .apply(&ReLU)?
-            .apply(&self.conv2)?
-            .apply(&ReLU)?;
+            .apply(&self.conv2)?;
         let mut xs = max_pool2d(&xs, 2)?;
         for block in &self.blocks {
-            xs = xs
-                .apply(&block.sep1)?
-                .apply(&ReLU)?
-                .apply(&block.sep2)?
-                .apply(&ReLU)?;
+            xs = xs.apply(&block.sep1)?.apply(&block.sep2)?;
             xs = max_pool2d(&block.bn.forward_t(&xs, train)?, 2)?;
             if let Some(dropout) = &block.dropout {
                 xs = dropout.forward_t(&xs, train)?;
