@@ -57,7 +57,6 @@ fn time(
 }
 
 fn main() -> candle_core::Result<()> {
-    cxr::alloc::keep_freed_memory();
     let n = 25;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);

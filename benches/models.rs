@@ -37,7 +37,6 @@ fn time(
 }
 
 fn main() -> candle_core::Result<()> {
-    cxr::alloc::keep_freed_memory();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

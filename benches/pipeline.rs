@@ -14,7 +14,6 @@ use std::time::Instant;
 use cxr::ch09_tutorial::{process_path, zip_tfrecords};
 
 fn main() -> cxr::Result<()> {
-    cxr::alloc::keep_freed_memory();
     let dir = std::env::temp_dir().join(format!("cxr-pipeline-bench-{}", std::process::id()));
     let n = cxr::tfrecord::write_folder(Path::new("data/chest_xray/val"), &dir)?;
     let (images, paths) = (dir.join("images.tfrec"), dir.join("paths.tfrec"));

@@ -24,7 +24,6 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 fn main() -> cxr::Result<()> {
-    cxr::alloc::keep_freed_memory();
     let image = env("IMAGE", 180);
     let per_replica = env("PER_REPLICA", 25);
     let steps = env("STEPS", 3);

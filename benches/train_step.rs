@@ -16,7 +16,6 @@ use cxr::nn::{XrayCnnConfig, xray_cnn};
 use cxr::train::{Adam, Constant, binary_cross_entropy_with_logits};
 
 fn main() -> cxr::Result<()> {
-    cxr::alloc::keep_freed_memory();
     let batch: usize = std::env::var("BATCH")
         .ok()
         .and_then(|b| b.parse().ok())

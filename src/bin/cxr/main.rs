@@ -217,12 +217,11 @@ const LESSONS: &[(u32, &str)] = &[
     ),
 ];
 
-/// mimalloc, keeping freed memory for the next step (see `cxr::alloc`).
+/// mimalloc, which keeps freed memory for the next step (see `cxr::alloc`).
 #[global_allocator]
 static ALLOCATOR: cxr::alloc::Allocator = cxr::alloc::Allocator;
 
 fn main() -> ExitCode {
-    cxr::alloc::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(err) => {
