@@ -1,13 +1,14 @@
-//! Fast CPU paths for the convolutions the course trains through, where candle 0.11 is
-//! slow: a depthwise convolution (candle runs one convolution per channel and joins
-//! them), the input gradient of a full convolution (candle's `conv_transpose2d` is a
-//! scalar loop nest) and the pointwise 1 x 1 convolution (whose input gradient goes the
-//! same way).
+//! Fast CPU paths for what the course trains through, where candle 0.11 is slow:
+//! convolutions (im2col and the `gemm` crate's matrix products, in cache-sized bands run
+//! in parallel, with the bias and an optional ReLU fused in; candle runs a depthwise
+//! convolution as one convolution per channel and the input gradient of a full one as a
+//! scalar loop nest), ReLU, max-pool and batch normalisation in training mode (one
+//! parallel pass each way, where candle chains single-threaded ops).
 //!
-//! Each op computes its output with plain candle ops or a direct loop, then attaches its
-//! own backward pass through [`with_gradients`]. The gradients are checked against
-//! candle's own autograd and finite differences in `tests/nn_kernels.rs`. On other
-//! devices than the CPU the layers use candle's ops unchanged.
+//! Each op is a candle custom op with its own backward pass. Outputs and every gradient
+//! are checked against candle's own ops in `tests/nn_kernels.rs` (and finite differences
+//! of the layers in `tests/nn_gradients.rs`). On other devices than the CPU the layers
+//! use candle's ops unchanged.
 
 use std::ops::Range;
 use std::sync::Arc;
