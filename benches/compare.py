@@ -93,12 +93,19 @@ def vgg16_flops():
     return 2 * macs
 
 
-def best(results, prefix):
-    peers = {k: v for k, v in results.items() if k.startswith(prefix + ".") and not k.endswith(".cxr")}
-    if not peers:
+def peers(results, key, against=None):
+    """The peers' images/s for `key` (all, or those named in `against`), by peer name."""
+    found = {k.split(".", 1)[1]: v for k, v in results.items() if k.startswith(key + ".") and not k.endswith(".cxr")}
+    return {k: v for k, v in found.items() if against is None or k in against}
+
+
+def best(results, key, against=None):
+    """The fastest peer for `key` and its images/s, or (None, None)."""
+    found = peers(results, key, against)
+    if not found:
         return None, None
-    key = max(peers, key=peers.get)
-    return key.split(".", 1)[1], peers[key]
+    name = max(found, key=found.get)
+    return name, found[name]
 
 
 def report(results, machine):
@@ -111,15 +118,12 @@ def report(results, machine):
 
     def row(name, key, goal, against=None):
         ours = results.get(f"{key}.cxr")
-        peers = {k.split(".", 1)[1]: v for k, v in results.items() if k.startswith(key + ".") and not k.endswith(".cxr")}
-        if against:
-            peers = {k: v for k, v in peers.items() if k in against}
-        if ours is None or not peers:
+        peer, theirs = best(results, key, against)
+        if ours is None or peer is None:
             lines.append(f"| {name} | {ours} | missing | | |")
             return
-        peer, theirs = max(peers.items(), key=lambda kv: kv[1])
         ratio = ours / theirs
-        shown = ", ".join(f"{k} {v:.1f}" for k, v in sorted(peers.items()))
+        shown = ", ".join(f"{k} {v:.1f}" for k, v in sorted(peers(results, key, against).items()))
         met = "yes" if ratio >= goal else "no"
         lines.append(f"| {name} | {ours:.1f} | {shown} | {ratio:.2f}x {peer} (goal {goal:g}x) | {met} |")
 

@@ -26,6 +26,32 @@ fn close(a: &Tensor, b: &Tensor, what: &str) {
     );
 }
 
+/// `ours` and `theirs` equal, and so the gradients of every one of `vars` through a loss
+/// that weights each output element differently.
+fn same_outputs_and_gradients(what: &str, ours: Tensor, theirs: Tensor, vars: &[(&Var, &str)]) {
+    close(&ours, &theirs, &format!("{what} output"));
+    let mix = Tensor::randn(0f32, 1.0, theirs.shape(), theirs.device()).unwrap();
+    let ga = (ours * &mix)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let gb = (theirs * &mix)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    for (var, name) in vars {
+        close(
+            ga.get(var).unwrap(),
+            gb.get(var).unwrap(),
+            &format!("{what} {name} gradient"),
+        );
+    }
+}
+
 /// Output and gradients of `ours` and `theirs` on the same input and weights, through a
 /// loss that weights every output element differently.
 fn compare(
@@ -39,20 +65,7 @@ fn compare(
     let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, x_shape, &dev).unwrap()).unwrap();
     let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, w_shape, &dev).unwrap()).unwrap();
     let (a, b) = (ours(&x, &w), theirs(&x, &w));
-    close(&a, &b, &format!("{what} output"));
-    let mix = Tensor::randn(0f32, 1.0, b.shape(), &dev).unwrap();
-    let ga = (a * &mix).unwrap().sum_all().unwrap().backward().unwrap();
-    let gb = (b * &mix).unwrap().sum_all().unwrap().backward().unwrap();
-    close(
-        ga.get(&x).unwrap(),
-        gb.get(&x).unwrap(),
-        &format!("{what} input gradient"),
-    );
-    close(
-        ga.get(&w).unwrap(),
-        gb.get(&w).unwrap(),
-        &format!("{what} weight gradient"),
-    );
+    same_outputs_and_gradients(what, a, b, &[(&x, "input"), (&w, "weight")]);
 }
 
 #[test]
@@ -124,27 +137,8 @@ fn banded_convolution_with_bias_matches_candle() {
                 .unwrap();
             let theirs = if relu { theirs.relu().unwrap() } else { theirs };
             let what = format!("conv k{k} {n}x{ci}->{co} {h}x{w} p{p} relu {relu}");
-            close(&ours, &theirs, &format!("{what} output"));
-            let mix = Tensor::randn(0f32, 1.0, theirs.shape(), &dev).unwrap();
-            let ga = (ours * &mix)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let gb = (theirs * &mix)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            for (var, name) in [(&x, "input"), (&k, "weight"), (&b, "bias")] {
-                close(
-                    ga.get(var).unwrap(),
-                    gb.get(var).unwrap(),
-                    &format!("{what} {name} gradient"),
-                );
-            }
+            let vars = [(&x, "input"), (&k, "weight"), (&b, "bias")];
+            same_outputs_and_gradients(&what, ours, theirs, &vars);
         }
     }
 }
@@ -172,15 +166,7 @@ fn compare_unary(
     let dev = Device::Cpu;
     let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, shape, &dev).unwrap()).unwrap();
     let (a, b) = (ours(&x), theirs(&x));
-    close(&a, &b, &format!("{what} output"));
-    let mix = Tensor::randn(0f32, 1.0, b.shape(), &dev).unwrap();
-    let ga = (a * &mix).unwrap().sum_all().unwrap().backward().unwrap();
-    let gb = (b * &mix).unwrap().sum_all().unwrap().backward().unwrap();
-    close(
-        ga.get(&x).unwrap(),
-        gb.get(&x).unwrap(),
-        &format!("{what} input gradient"),
-    );
+    same_outputs_and_gradients(what, a, b, &[(&x, "input")]);
 }
 
 #[test]
@@ -301,26 +287,7 @@ fn fused_batch_norm_matches_candles_ops_with_all_three_gradients() {
             .unwrap();
         let theirs = batch_norm_reference(&x, &gamma, &beta, 1e-3);
         let what = format!("batch norm {shape:?}");
-        close(&ours, &theirs, &format!("{what} output"));
-        let mix = Tensor::randn(0f32, 1.0, theirs.shape(), &dev).unwrap();
-        let ga = (ours * &mix)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gb = (theirs * &mix)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        for (var, name) in [(&x, "x"), (&gamma, "gamma"), (&beta, "beta")] {
-            close(
-                ga.get(var).unwrap(),
-                gb.get(var).unwrap(),
-                &format!("{what} gradient of {name}"),
-            );
-        }
+        let vars = [(&x, "x"), (&gamma, "gamma"), (&beta, "beta")];
+        same_outputs_and_gradients(&what, ours, theirs, &vars);
     }
 }

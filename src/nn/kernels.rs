@@ -137,7 +137,12 @@ fn conv2d_act(
         };
         return x.apply_op3(w, bias, Im2colConv { padding, relu });
     }
-    let y = conv2d_candle(x, w, padding)?;
+    bias_relu(conv2d_candle(x, w, padding)?, bias, relu)
+}
+
+/// `y` plus the per-channel `bias`, then ReLU: the fused ops' work in candle's ops, for
+/// the devices and types they do not take.
+fn bias_relu(y: Tensor, bias: Option<&Tensor>, relu: bool) -> Result<Tensor> {
     let y = match bias {
         Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
         None => y,
@@ -580,12 +585,7 @@ fn pointwise_act(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, relu: bool) -> R
     let o = w.dim(0)?;
     let w2 = w.reshape((o, c))?;
     let y = w2.broadcast_matmul(&x.reshape((n, c, h * width))?)?;
-    let y = y.reshape((n, o, h, width))?;
-    let y = match bias {
-        Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
-        None => y,
-    };
-    if relu { y.relu() } else { Ok(y) }
+    bias_relu(y.reshape((n, o, h, width))?, bias, relu)
 }
 
 /// Plane geometry of a depthwise convolution.
