@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use cxr::nn::layers::{batch_norm, conv2d_same, max_pool2d, separable_conv2d};
-use cxr::nn::{BatchNormConfig, Rescaling, SeparableConv2dConfig};
+use cxr::nn::modules::{Rescaling, batch_norm, conv2d_same, max_pool2d, separable_conv2d};
+use cxr::nn::{BatchNormConfig, SeparableConv2dConfig};
 
 const REPEATS: usize = 5;
 

@@ -8,8 +8,7 @@ static ALLOCATOR: cxr::alloc::Allocator = cxr::alloc::Allocator;
 
 use std::time::Instant;
 
-use candle_core::{DType, Device, ModuleT, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, ModuleT, Tensor};
 use cxr::nn::{VggConfig, XrayCnnConfig, vgg, xray_cnn};
 
 fn time(
@@ -36,7 +35,7 @@ fn time(
     Ok(())
 }
 
-fn main() -> candle_core::Result<()> {
+fn main() -> cxr::Result<()> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -46,20 +45,12 @@ fn main() -> candle_core::Result<()> {
     );
     // ONLY=cnn skips VGG16 (for profiling the tutorial CNN alone).
     let only_cnn = std::env::var("ONLY").is_ok_and(|m| m == "cnn");
-    let varmap = VarMap::new();
-    let vgg16 = vgg(
-        VggConfig::vgg16(),
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-    )?;
+    let vgg16 = vgg(VggConfig::vgg16())?;
     if !only_cnn {
         time("VGG16 224x224", "vgg16-b1", &vgg16, (1, 3, 224, 224), 5)?;
         time("VGG16 224x224", "vgg16-b8", &vgg16, (8, 3, 224, 224), 2)?;
     }
-    let varmap = VarMap::new();
-    let cnn = xray_cnn(
-        XrayCnnConfig::default(),
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-    )?;
+    let cnn = xray_cnn(XrayCnnConfig::default())?;
     let repeats = if only_cnn { 30 } else { 5 };
     time(
         "tutorial CNN 180x180",

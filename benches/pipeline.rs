@@ -15,7 +15,7 @@ use cxr::ch09_tutorial::{process_path, zip_tfrecords};
 
 fn main() -> cxr::Result<()> {
     let dir = std::env::temp_dir().join(format!("cxr-pipeline-bench-{}", std::process::id()));
-    let n = cxr::tfrecord::write_folder(Path::new("data/chest_xray/val"), &dir)?;
+    let n = cxr::data::write_folder(Path::new("data/chest_xray/val"), &dir)?;
     let (images, paths) = (dir.join("images.tfrec"), dir.join("paths.tfrec"));
     let passes = 8;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());

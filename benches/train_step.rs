@@ -7,13 +7,11 @@
 #[global_allocator]
 static ALLOCATOR: cxr::alloc::Allocator = cxr::alloc::Allocator;
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::{DType, Device, ModuleT, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, ModuleT, Tensor};
 use cxr::nn::{XrayCnnConfig, xray_cnn};
-use cxr::train::{Adam, Constant, binary_cross_entropy_with_logits};
+use cxr::train::{Adam, Optimizer, binary_cross_entropy_with_logits};
 
 fn main() -> cxr::Result<()> {
     let batch: usize = std::env::var("BATCH")
@@ -24,12 +22,9 @@ fn main() -> cxr::Result<()> {
         .ok()
         .and_then(|b| b.parse().ok())
         .unwrap_or(3);
-    let varmap = VarMap::new();
-    let model = xray_cnn(
-        XrayCnnConfig::default(),
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-    )?;
-    let mut adam = Adam::new(&varmap, Arc::new(Constant(1e-3)))?;
+    let model = xray_cnn(XrayCnnConfig::default())?;
+    let mut adam = Adam::new(1e-3);
+    adam.bind(model.trainable_variables()?)?;
     let x = Tensor::rand(0f32, 255f32, (batch, 3, 180, 180), &Device::Cpu)?;
     let y = Tensor::rand(0f32, 1f32, (batch, 1), &Device::Cpu)?.round()?;
     let step = |adam: &mut Adam| -> cxr::Result<(f64, f64, f64)> {

@@ -3,23 +3,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use candle_core::{DType, Device, ModuleT, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, ModuleT, Tensor};
 
 use crate::Result;
-use crate::nn::{Summary, Vgg, VggConfig, vgg};
+use crate::nn::{Sequential, Summary, VggConfig, vgg};
 use crate::plot::{Figure, Panel, grid};
-
-/// Builds a VGG with freshly initialised weights (Keras's initialisers) and returns it with
-/// the variables that hold its weights.
-pub fn build(cfg: VggConfig) -> Result<(Vgg, VarMap)> {
-    let varmap = VarMap::new();
-    let model = vgg(
-        cfg,
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-    )?;
-    Ok((model, varmap))
-}
 
 /// The parameters of each of the five convolution blocks and of each dense layer: where a
 /// VGG keeps its weights.
@@ -66,10 +54,10 @@ pub fn parameters_figure(summary: &Summary) -> Result<Figure> {
 
 /// The mean time of one forward pass (inference mode) on a batch of `batch` random images,
 /// after one pass to warm up.
-pub fn time_forward(model: &Vgg, batch: usize, repeats: usize) -> Result<Duration> {
-    let cfg = model.config();
-    let (h, w) = cfg.input_size;
-    let x = Tensor::rand(0f32, 255f32, (batch, cfg.channels, h, w), &Device::Cpu)?;
+pub fn time_forward(model: &Sequential, batch: usize, repeats: usize) -> Result<Duration> {
+    let mut shape = vec![batch];
+    shape.extend_from_slice(model.input_shape());
+    let x = Tensor::rand(0f32, 255f32, shape, &Device::Cpu)?;
     model.forward_t(&x, false)?;
     let start = Instant::now();
     for _ in 0..repeats.max(1) {
@@ -81,10 +69,10 @@ pub fn time_forward(model: &Vgg, batch: usize, repeats: usize) -> Result<Duratio
 /// The whole lesson for `cxr lesson 4`: VGG16's summary, where its parameters sit
 /// (`out/ch04-parameters.png`), and the time of a forward pass.
 pub fn run(out: &Path) -> Result<Vec<String>> {
-    let (model, _weights) = build(VggConfig::vgg16())?;
+    let model = vgg(VggConfig::vgg16())?;
     let summary = model.summary();
     let figure = out.join("ch04-parameters.png");
-    parameters_figure(summary)?.save(&figure)?;
+    parameters_figure(&summary)?.save(&figure)?;
     let time = time_forward(&model, 1, 3)?;
     Ok(vec![
         summary.to_string(),

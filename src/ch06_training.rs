@@ -1,20 +1,14 @@
 #![doc = include_str!("../chapters/ch06-training.md")]
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-use candle_core::{DType, Device};
-use candle_nn::{VarBuilder, VarMap};
 
 use crate::Result;
 use crate::data::{
-    ClassMode, DirectoryIterator, FlowOptions, ImageDataGenerator, Pipeline, SynthOptions,
+    Batch, ClassMode, DirectoryIterator, FlowOptions, ImageDataGenerator, Pipeline, SynthOptions,
 };
-use crate::nn::{Vgg, VggConfig, vgg};
+use crate::nn::{Sequential, VggConfig, vgg};
 use crate::plot::Figure;
-use crate::train::{
-    Adam, Batch, CategoricalAccuracy, Constant, FitOptions, History, Loss, Trainer,
-};
+use crate::train::{Adam, Fit, History, Loss, Trainer};
 
 /// Instruction 1: the model's input, `(height, width, channels)` as Keras writes
 /// `input_shape`.
@@ -43,49 +37,34 @@ pub const WIDTH_DIVISOR: usize = 16;
 /// Keras's default learning rate for `optimizer="adam"`.
 pub const LEARNING_RATE: f64 = 0.001;
 
-/// The lesson's `vgg.VGG19(input_shape, num_classes)`: VGG19 with its three dense layers
-/// on top and `num_classes` outputs (logits; the softmax is in the loss and in
-/// `predict`).
-pub fn vgg19(
-    input_shape: (usize, usize, usize),
-    num_classes: usize,
-    vb: VarBuilder,
-) -> candle_core::Result<Vgg> {
-    let (height, width, channels) = input_shape;
-    vgg(
-        VggConfig {
-            input_size: (height, width),
-            channels,
-            classes: num_classes,
-            width_divisor: WIDTH_DIVISOR,
-            ..VggConfig::vgg19()
-        },
-        vb,
-    )
-}
-
 /// The seed of the initial weights and of the generators' shuffles.
 pub const SEED: u64 = 42;
 
-/// The model and the variables holding its weights, on the CPU, initialised from
-/// [`SEED`] (Keras's `keras.utils.set_random_seed(42)`).
-pub fn build_model(input_shape: (usize, usize, usize)) -> Result<(Vgg, VarMap)> {
-    let weights = VarMap::new();
-    let model = vgg19(
-        input_shape,
-        NUM_CLASSES,
-        crate::nn::seeded_var_builder(&weights, SEED, DType::F32, &Device::Cpu),
-    )?;
-    Ok((model, weights))
+/// The lesson's `vgg.VGG19(input_shape, num_classes)`: VGG19 with its three dense layers
+/// on top and `num_classes` outputs (logits; the softmax is in the loss and in
+/// `predict`), its weights drawn from [`SEED`] (Keras's
+/// `keras.utils.set_random_seed(42)`).
+pub fn vgg19(input_shape: (usize, usize, usize), num_classes: usize) -> Result<Sequential> {
+    let (height, width, channels) = input_shape;
+    vgg(VggConfig {
+        input_size: (height, width),
+        channels,
+        classes: num_classes,
+        width_divisor: WIDTH_DIVISOR,
+        seed: SEED,
+        ..VggConfig::vgg19()
+    })
 }
 
 /// `model.compile(optimizer="adam", loss="categorical_crossentropy",
 /// metrics=["accuracy"])`.
-pub fn compile<'a>(model: &'a Vgg, weights: &'a VarMap) -> Result<Trainer<'a>> {
-    let optimizer = Adam::new(weights, Arc::new(Constant(LEARNING_RATE)))?;
-    Ok(Trainer::new(model, weights, optimizer)
-        .with_loss(Loss::CategoricalCrossentropy)
-        .with_metrics(vec![Box::new(CategoricalAccuracy::default())]))
+pub fn compile(model: Sequential) -> Result<Trainer> {
+    Trainer::compile(
+        model,
+        Adam::new(LEARNING_RATE),
+        Loss::CategoricalCrossentropy,
+        &["accuracy"],
+    )
 }
 
 /// The lesson's three generators over `data_dir/{train,val,test}`: training images
@@ -124,15 +103,11 @@ pub fn fit_model(
     trainer: &mut Trainer,
     training_set: &Pipeline<Batch>,
     val_set: &Pipeline<Batch>,
-    progress: bool,
 ) -> Result<History> {
-    let options = FitOptions {
-        steps_per_epoch: Some(STEPS_PER_EPOCH),
-        epochs: EPOCHS,
-        progress,
-        ..Default::default()
-    };
-    trainer.fit(training_set, Some(val_set), &options, &mut [])
+    let fit = Fit::epochs(EPOCHS)
+        .steps_per_epoch(STEPS_PER_EPOCH)
+        .validation(val_set);
+    trainer.fit(training_set, fit)
 }
 
 /// Writes (once) `n` generated images of `size` x `size` under `dir` in
@@ -172,8 +147,9 @@ pub fn run(data: Option<&Path>, out: &Path) -> Result<Vec<String>> {
         }
     };
     let [training_set, val_set, test_set] = load_data(&dir, TARGET_SIZE, BATCH_SIZE)?;
-    let (model, weights) = build_model(INPUT_SHAPE)?;
-    let mut trainer = compile(&model, &weights)?;
+    let model = vgg19(INPUT_SHAPE, NUM_CLASSES)?;
+    let parameters = model.summary().total_params();
+    let mut trainer = compile(model)?;
     let mut report = vec![
         format!("data: {origin}"),
         format!(
@@ -183,18 +159,10 @@ pub fn run(data: Option<&Path>, out: &Path) -> Result<Vec<String>> {
             test_set.samples(),
             training_set.class_indices()
         ),
-        format!(
-            "model: VGG19 (each layer 1/{WIDTH_DIVISOR} as wide), {} parameters",
-            model.summary().total_params()
-        ),
+        format!("model: VGG19 (each layer 1/{WIDTH_DIVISOR} as wide), {parameters} parameters"),
     ];
     let started = std::time::Instant::now();
-    let history = fit_model(
-        &mut trainer,
-        &training_set.pipeline(),
-        &val_set.pipeline(),
-        true,
-    )?;
+    let history = fit_model(&mut trainer, &training_set.pipeline(), &val_set.pipeline())?;
     report.push(format!(
         "trained {} x {STEPS_PER_EPOCH} steps of {BATCH_SIZE} images in {:.0} s",
         history.epochs.len(),

@@ -113,7 +113,7 @@ pub enum Error {
     TfRecord {
         path: PathBuf,
         offset: u64,
-        fault: crate::tfrecord::Fault,
+        fault: Fault,
     },
 
     #[error("{url}: {detail}; {fix}")]
@@ -145,6 +145,58 @@ impl Error {
             Error::NotFound { path, cwd }
         } else {
             Error::Io { path, source }
+        }
+    }
+}
+
+/// What is wrong with a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The file ends inside a record.
+    Truncated {
+        /// Bytes the record needs from its start.
+        needed: u64,
+        /// Bytes left in the file.
+        left: u64,
+    },
+    /// The length's checksum does not match: the header is damaged.
+    LengthCrc,
+    /// The data's checksum does not match: the record's bytes are damaged.
+    DataCrc,
+    /// The header says the record is longer than the limit.
+    TooLarge {
+        /// The length in the header.
+        length: u64,
+        /// The limit in force.
+        limit: u64,
+    },
+    /// The file holds no bytes at all.
+    Empty,
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::Truncated { needed, left } => write!(
+                f,
+                "the file ends inside a record ({left} of {needed} bytes present); the file was cut short, download or write it again"
+            ),
+            Fault::LengthCrc => write!(
+                f,
+                "the record's length fails its CRC check; the file is damaged, download it again or read it with skip_damaged"
+            ),
+            Fault::DataCrc => write!(
+                f,
+                "the record's data fails its CRC check; the file is damaged, download it again or read it with skip_damaged"
+            ),
+            Fault::TooLarge { length, limit } => write!(
+                f,
+                "a record of {length} bytes is over the limit of {limit}; if the file is right, raise ReadOptions::max_record_bytes"
+            ),
+            Fault::Empty => write!(
+                f,
+                "the file is empty; it should hold at least one record, write or download it again"
+            ),
         }
     }
 }

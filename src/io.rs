@@ -57,3 +57,30 @@ pub fn temp_path(path: &Path) -> std::path::PathBuf {
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |f| f.write_all(bytes).map_err(|e| Error::io(path, e)))
 }
+
+/// Points `out/latest` at `run` (a folder inside `out`), replacing the old pointer in one
+/// step: a link on Unix (renamed over the old one), a `latest.txt` naming the folder
+/// elsewhere. Readers see the old run or the new one, never half of each.
+pub fn point_latest(out: &Path, run: &Path) -> Result<()> {
+    let target = run.strip_prefix(out).unwrap_or(run).to_path_buf();
+    #[cfg(unix)]
+    {
+        let latest = out.join("latest");
+        let tmp = temp_path(&latest);
+        std::os::unix::fs::symlink(&target, &tmp).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &latest).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::Io {
+                path: latest.clone(),
+                source: std::io::Error::new(
+                    e.kind(),
+                    format!("cannot point it at {} ({e}); if it is a folder of an older cxr, move it away", target.display()),
+                ),
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        write_bytes_atomic(&out.join("latest.txt"), target.to_string_lossy().as_bytes())
+    }
+}

@@ -5,15 +5,24 @@
 //! its items are what the lesson builds. The chapters rest on shared modules that any
 //! program can use on the full data set:
 //!
-//! - [`imaging`]: open, check and resize X-rays, turn them into tensors;
-//! - [`data`]: class folders, labels, patient ids, tables;
+//! - [`run`]: a training run of the tutorial's CNN, from data to predictions, its
+//!   outputs kept together (the main job);
+//! - [`baseline`]: a logistic regression on histograms, the model to beat (chapters 7, 8);
+//! - [`distribute`]: training on several devices (the TPU strategy's counterpart);
+//! - [`train`]: `compile` and `fit`: losses, optimisers, schedules, metrics, callbacks;
 //! - [`fetch`]: the full data set, downloaded resumably and verified;
-//! - [`nn`]: layers and models (VGG, the tutorial's CNN), summaries, weights;
-//! - [`metrics`]: confusion matrices, precision and recall, ROC curves and AUC;
-//! - [`tfrecord`]: TFRecord files, read with every checksum checked, and written;
 //! - [`plot`]: figures saved as PNG and shown inline in notebooks;
+//! - [`nn`]: Keras's layers, `Sequential` models (VGG, the tutorial's CNN), summaries,
+//!   weights, the CPU kernels;
+//! - [`metrics`]: confusion matrices, precision and recall, ROC and precision-recall
+//!   curves, their areas;
+//! - [`data`]: class folders, labels, patients, tables, splits, pipelines, generators;
+//! - [`tfrecord`]: TFRecord files, read with every checksum checked, and written;
+//! - [`imaging`]: the one guarded decode, X-rays, resizing, histograms, warps;
+//! - [`display`]: pictures and text shown in notebooks;
 //! - [`io`]: files written atomically;
-//! - [`Error`]: the one error type, whose messages name the file and the fix.
+//! - [`error`]: the one error type, whose messages name the file and the fix;
+//! - [`alloc`]: the allocator the binary and benchmarks use.
 //!
 //! ```
 //! use cxr::prelude::*;
@@ -24,8 +33,8 @@
 //! # Ok::<(), cxr::Error>(())
 //! ```
 
-pub mod alloc;
-pub mod baseline;
+// The chapters, in course order: each uses the shared modules below and never another
+// chapter.
 pub mod ch01_loading;
 pub mod ch02_histograms;
 pub mod ch03_augmentation;
@@ -36,7 +45,12 @@ pub mod ch07_confusion;
 pub mod ch08_roc;
 pub mod ch09_tutorial;
 
+// The shared modules, top down: each uses only modules listed below it
+// (`tests/module_graph.rs` checks that no two modules use each other).
+pub mod alloc;
+pub mod baseline;
 pub mod data;
+pub mod display;
 pub mod distribute;
 pub mod error;
 pub mod fetch;
@@ -45,6 +59,7 @@ pub mod io;
 pub mod metrics;
 pub mod nn;
 pub mod plot;
+pub mod run;
 pub mod tfrecord;
 pub mod train;
 

@@ -46,57 +46,7 @@ pub fn encode_record(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// What is wrong with a record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fault {
-    /// The file ends inside a record.
-    Truncated {
-        /// Bytes the record needs from its start.
-        needed: u64,
-        /// Bytes left in the file.
-        left: u64,
-    },
-    /// The length's checksum does not match: the header is damaged.
-    LengthCrc,
-    /// The data's checksum does not match: the record's bytes are damaged.
-    DataCrc,
-    /// The header says the record is longer than the limit.
-    TooLarge {
-        /// The length in the header.
-        length: u64,
-        /// The limit in force.
-        limit: u64,
-    },
-    /// The file holds no bytes at all.
-    Empty,
-}
-
-impl std::fmt::Display for Fault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Fault::Truncated { needed, left } => write!(
-                f,
-                "the file ends inside a record ({left} of {needed} bytes present); the file was cut short, download or write it again"
-            ),
-            Fault::LengthCrc => write!(
-                f,
-                "the record's length fails its CRC check; the file is damaged, download it again or read it with skip_damaged"
-            ),
-            Fault::DataCrc => write!(
-                f,
-                "the record's data fails its CRC check; the file is damaged, download it again or read it with skip_damaged"
-            ),
-            Fault::TooLarge { length, limit } => write!(
-                f,
-                "a record of {length} bytes is over the limit of {limit}; if the file is right, raise ReadOptions::max_record_bytes"
-            ),
-            Fault::Empty => write!(
-                f,
-                "the file is empty; it should hold at least one record, write or download it again"
-            ),
-        }
-    }
-}
+pub use crate::error::Fault;
 
 /// How to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -397,43 +347,6 @@ impl Drop for TfRecordWriter {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
-}
-
-/// Writes a class-per-folder tree (`DIR/NORMAL/*.jpeg`, `DIR/PNEUMONIA/*.jpeg`) as the
-/// tutorial's pair of files, `OUT/images.tfrec` (the JPEG bytes, unchanged) and
-/// `OUT/paths.tfrec` (`DIR/CLASS/FILE` with forward slashes), in sorted path order.
-/// Returns the number of records.
-pub fn write_folder(dir: &Path, out: &Path) -> Result<u64> {
-    let mut files = Vec::new();
-    crate::data::walk(dir, &mut files)?;
-    files.sort();
-    if files.is_empty() {
-        return Err(Error::EmptyFolder {
-            folder: dir.to_path_buf(),
-        });
-    }
-    let mut images = TfRecordWriter::create(out.join("images.tfrec"))?;
-    let mut paths = TfRecordWriter::create(out.join("paths.tfrec"))?;
-    for file in &files {
-        let class = file
-            .parent()
-            .and_then(|p| p.file_name())
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if crate::data::Label::from_folder_name(class).is_none() {
-            return Err(Error::UnknownLabel {
-                path: file.clone(),
-                folder_name: class.to_string(),
-            });
-        }
-        let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
-        images.write(&bytes)?;
-        let name = file.to_string_lossy().replace('\\', "/");
-        paths.write(name.as_bytes())?;
-    }
-    let written = images.finish()?;
-    paths.finish()?;
-    Ok(written)
 }
 
 /// The tutorial's two files read side by side: `(path, JPEG bytes)` per record. A file

@@ -56,14 +56,8 @@ fn chapter_3() {
 
 #[test]
 fn chapter_4() {
-    use candle_core::{DType, Device};
-    use candle_nn::VarBuilder;
-    let model = cxr::nn::vgg(
-        cxr::nn::VggConfig::vgg16(),
-        VarBuilder::zeros(DType::F32, &Device::Cpu),
-    )
-    .unwrap();
-    let drawn = ch04_vgg::parameters_figure(model.summary()).unwrap();
+    let model = cxr::nn::vgg(cxr::nn::VggConfig::vgg16()).unwrap();
+    let drawn = ch04_vgg::parameters_figure(&model.summary()).unwrap();
     assert_current(
         "chapters/figures/ch04-parameters.png",
         drawn,
@@ -114,7 +108,7 @@ fn chapter_8() {
 fn chapter_9() {
     use ch09_tutorial::*;
     let dir = tempfile::tempdir().unwrap();
-    cxr::tfrecord::write_folder(Path::new(ch01_loading::IMG_PATH), dir.path()).unwrap();
+    cxr::data::write_folder(Path::new(ch01_loading::IMG_PATH), dir.path()).unwrap();
     let ds = zip_tfrecords(
         dir.path().join("images.tfrec"),
         dir.path().join("paths.tfrec"),

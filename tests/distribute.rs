@@ -5,35 +5,33 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use candle_core::{DType, Device, Module, ModuleT, Tensor};
-use candle_nn::{Linear, VarBuilder, VarMap};
+use candle_core::{Device, ModuleT, Tensor};
+use candle_nn::VarMap;
 use cxr::data::Pipeline;
-use cxr::distribute::Strategy;
-use cxr::nn::{BatchNorm, BatchNormConfig, Conv2dSame, Dropout};
-use cxr::train::{Adam, Batch, ExponentialDecay, FitOptions, tutorial_metrics};
+use cxr::distribute::{Strategy, max_divergence};
+use cxr::nn::Sequential;
+use cxr::nn::layers::{
+    BatchNormalization, Conv2D, Custom, Dense, Dropout, Flatten, MaxPool2D, Rescaling,
+};
+use cxr::train::{Adam, Batch, ExponentialDecay, Fit, Loss, TUTORIAL_METRICS, Trainer};
 
 mod common;
 
 /// A convolution, ReLU, 2 x 2 max-pool and a dense layer: no dropout, no batch norm, so
 /// that replicas and one device compute the same thing.
-struct ConvNet {
-    conv: Conv2dSame,
-    dense: Linear,
+fn conv_net(device: &Device) -> cxr::Result<Sequential> {
+    let mut model = Sequential::new("conv_net", [3, 8, 8]).on(device);
+    add_conv_net(&mut model)?;
+    Ok(model)
 }
 
-impl ModuleT for ConvNet {
-    fn forward_t(&self, xs: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
-        let xs = (xs / 255.0)?.apply(&self.conv)?.relu()?;
-        let xs = cxr::nn::layers::max_pool2d(&xs, 2)?.flatten_from(1)?;
-        self.dense.forward(&xs)
-    }
-}
-
-fn conv_net(vb: VarBuilder) -> candle_core::Result<ConvNet> {
-    Ok(ConvNet {
-        conv: cxr::nn::layers::conv2d_same(3, 4, 3, vb.pp("conv"))?,
-        dense: cxr::nn::layers::dense(4 * 4 * 4, 1, vb.pp("dense"))?,
-    })
+fn add_conv_net(model: &mut Sequential) -> cxr::Result<()> {
+    model.add("rescaling", Rescaling::new(1.0 / 255.0))?;
+    model.add("conv", Conv2D::new(4, 3).relu().padding_same())?;
+    model.add("pool", MaxPool2D::new())?;
+    model.add("flatten", Flatten)?;
+    model.add("dense", Dense::new(1))?;
+    Ok(())
 }
 
 /// 60 images of 3 x 8 x 8 in batches of `batch`: bright ones are PNEUMONIA.
@@ -59,54 +57,41 @@ fn data(batch: usize) -> Pipeline<Batch> {
     Pipeline::from_vec(batches)
 }
 
-fn adam(weights: &VarMap) -> cxr::Result<Adam> {
-    Adam::new(
-        weights,
-        Arc::new(ExponentialDecay::new(0.02, 5, 0.9, false)),
+fn compile(model: impl Into<cxr::train::Replicas>) -> Trainer {
+    Trainer::compile(
+        model,
+        Adam::new(ExponentialDecay::new(0.02, 5, 0.9)),
+        Loss::BinaryCrossentropy,
+        &TUTORIAL_METRICS,
     )
+    .unwrap()
 }
 
-fn options(epochs: usize) -> FitOptions {
-    FitOptions {
-        epochs,
-        class_weight: Some(vec![1.4, 0.8]),
-        progress: false,
-        ..Default::default()
-    }
+fn options<'a>(epochs: usize) -> Fit<'a> {
+    Fit::epochs(epochs).class_weight([1.4, 0.8]).quiet()
 }
 
 #[test]
 fn replicas_give_the_weights_of_one_device_on_the_whole_batch() {
     let one = Strategy::cpu_replicas(1)
         .unwrap()
-        .replicate(DType::F32, 0, |vb, _| conv_net(vb))
+        .replicate(|device, _| conv_net(device))
         .unwrap();
-    let start = common::weight_values(one.primary().1);
-    let mut single = one.trainer(adam).unwrap().with_metrics(tutorial_metrics());
-    let single_history = single.fit(&data(10), None, &options(3), &mut []).unwrap();
-    let expected = common::weight_values(one.primary().1);
+    let start = common::weight_values(one.primary().weights());
+    let mut single = compile(one);
+    let single_history = single.fit(&data(10), options(3)).unwrap();
+    let expected = common::weight_values(single.model().weights());
 
     for n in [2, 3, 4] {
         let strategy = Strategy::cpu_replicas(n).unwrap();
-        let mirrored = strategy
-            .replicate(DType::F32, 0, |vb, _| conv_net(vb))
-            .unwrap();
-        // Start from the single run's initial weights.
-        for (name, values) in &start {
-            let vars = mirrored.primary().1.data().lock().unwrap();
-            let var = &vars[name];
-            var.set(&Tensor::from_vec(values.clone(), var.shape(), &Device::Cpu).unwrap())
-                .unwrap();
-        }
-        mirrored.broadcast_from_first().unwrap();
-        let mut trainer = mirrored
-            .trainer(adam)
-            .unwrap()
-            .with_metrics(tutorial_metrics());
+        let mirrored = strategy.replicate(|device, _| conv_net(device)).unwrap();
+        // Starts from the single run's initial weights (the same seed drew them).
+        assert_eq!(common::weight_values(mirrored.primary().weights()), start);
+        let mut trainer = compile(mirrored);
         assert_eq!(trainer.num_replicas(), n);
         // Batches of 10 over 3 or 4 replicas: shards of 4, 3, 3 or 3, 3, 2, 2.
-        let history = trainer.fit(&data(10), None, &options(3), &mut []).unwrap();
-        for ((name, got), (_, want)) in common::weight_values(mirrored.primary().1)
+        let history = trainer.fit(&data(10), options(3)).unwrap();
+        for ((name, got), (_, want)) in common::weight_values(trainer.model().weights())
             .iter()
             .zip(&expected)
         {
@@ -128,47 +113,31 @@ fn replicas_give_the_weights_of_one_device_on_the_whole_batch() {
             history.series("binary_accuracy"),
             single_history.series("binary_accuracy")
         );
-        assert_eq!(mirrored.max_divergence().unwrap(), 0.0);
+        assert_eq!(max_divergence(trainer.replicas()).unwrap(), 0.0);
     }
 }
 
 /// Batch norm (per-replica statistics) and dropout (per-replica masks): the replicas see
 /// different things, yet apply the same averaged update.
-struct WithState {
-    dense: Linear,
-    bn: BatchNorm,
-    dropout: Dropout,
-    out: Linear,
-}
-
-impl ModuleT for WithState {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let xs = (xs.flatten_from(1)? / 255.0)?;
-        let xs = self.dense.forward(&xs)?.relu()?;
-        let xs = self
-            .dropout
-            .forward_t(&self.bn.forward_t(&xs, train)?, train)?;
-        self.out.forward(&xs)
-    }
-}
-
 #[test]
 fn replicas_never_drift_apart() {
     let mirrored = Strategy::cpu_replicas(3)
         .unwrap()
-        .replicate(DType::F32, 0, |vb, replica| {
-            Ok(WithState {
-                dense: cxr::nn::layers::dense(192, 16, vb.pp("dense"))?,
-                bn: cxr::nn::layers::batch_norm(16, BatchNormConfig::keras(), vb.pp("bn"))?,
-                dropout: cxr::nn::dropout(0.3, 40 + replica as u64, vb.pp("dropout"))?,
-                out: cxr::nn::layers::dense(16, 1, vb.pp("out"))?,
-            })
+        .replicate(|device, replica| {
+            let mut model = Sequential::new("with_state", [3, 8, 8]).on(device);
+            model.add("rescaling", Rescaling::new(1.0 / 255.0))?;
+            model.add("flatten", Flatten)?;
+            model.add("dense", Dense::new(16).relu())?;
+            model.add("bn", BatchNormalization::new())?;
+            model.add("dropout", Dropout::new(0.3).seed(40 + replica as u64))?;
+            model.add("out", Dense::new(1))?;
+            Ok(model)
         })
         .unwrap();
     assert_eq!(mirrored.max_divergence().unwrap(), 0.0, "they start equal");
-    let mut trainer = mirrored.trainer(adam).unwrap();
-    trainer.fit(&data(12), None, &options(4), &mut []).unwrap();
-    assert_eq!(trainer.optimizer().iterations, 20);
+    let mut trainer = compile(mirrored);
+    trainer.fit(&data(12), options(4)).unwrap();
+    assert_eq!(trainer.optimizer().iterations(), 20);
     // Trained weights equal to the bit; batch norm's running statistics are each
     // replica's own, as in Keras (the primary's are the ones saved).
     let trained = |w: &VarMap| -> Vec<(String, Vec<f32>)> {
@@ -177,9 +146,9 @@ fn replicas_never_drift_apart() {
             .filter(|(n, _)| !n.contains("running") && !n.contains("rng_step"))
             .collect()
     };
-    let first = trained(&mirrored.replicas()[0].1);
-    for (_, weights) in &mirrored.replicas()[1..] {
-        assert_eq!(trained(weights), first);
+    let first = trained(trainer.replicas()[0].weights());
+    for model in &trainer.replicas()[1..] {
+        assert_eq!(trained(model.weights()), first);
     }
     let moved = first
         .iter()
@@ -194,7 +163,6 @@ fn replicas_never_drift_apart() {
 /// Counts how many replicas are inside `forward_t` at once: each waits (up to 10 s)
 /// until all `expected` have arrived, which only happens if they run concurrently.
 struct Rendezvous {
-    inner: ConvNet,
     inside: Arc<AtomicUsize>,
     most: Arc<AtomicUsize>,
     expected: usize,
@@ -213,7 +181,7 @@ impl ModuleT for Rendezvous {
             }
             self.inside.fetch_sub(1, Ordering::SeqCst);
         }
-        self.inner.forward_t(xs, train)
+        Ok(xs.clone())
     }
 }
 
@@ -223,19 +191,24 @@ fn replicas_run_at_the_same_time() {
     let most = Arc::new(AtomicUsize::new(0));
     let mirrored = Strategy::cpu_replicas(3)
         .unwrap()
-        .replicate(DType::F32, 0, |vb, _| {
-            Ok(Rendezvous {
-                inner: conv_net(vb)?,
-                inside: inside.clone(),
-                most: most.clone(),
-                expected: 3,
-            })
+        .replicate(|device, _| {
+            let mut model = Sequential::new("rendezvous", [3, 8, 8]).on(device);
+            let (inside, most) = (inside.clone(), most.clone());
+            let meet = Custom::new("Rendezvous", move |shape: &[usize], _| {
+                let module = Rendezvous {
+                    inside,
+                    most,
+                    expected: 3,
+                };
+                Ok((module, shape.to_vec()))
+            });
+            model.add("rendezvous", meet)?;
+            add_conv_net(&mut model)?;
+            Ok(model)
         })
         .unwrap();
-    let mut trainer = mirrored.trainer(adam).unwrap();
-    trainer
-        .fit(&data(30).take(1), None, &options(1), &mut [])
-        .unwrap();
+    let mut trainer = compile(mirrored);
+    trainer.fit(&data(30).take(1), options(1)).unwrap();
     assert_eq!(most.load(Ordering::SeqCst), 3);
 }
 
@@ -243,13 +216,13 @@ fn replicas_run_at_the_same_time() {
 fn a_batch_smaller_than_the_replica_count_still_trains() {
     let mirrored = Strategy::cpu_replicas(4)
         .unwrap()
-        .replicate(DType::F32, 0, |vb, _| conv_net(vb))
+        .replicate(|device, _| conv_net(device))
         .unwrap();
-    let mut trainer = mirrored.trainer(adam).unwrap();
+    let mut trainer = compile(mirrored);
     // 60 images in batches of 2: two replicas idle at every step.
-    let history = trainer.fit(&data(2), None, &options(1), &mut []).unwrap();
+    let history = trainer.fit(&data(2), options(1)).unwrap();
     assert!(history.series("loss")[0].is_finite());
-    assert_eq!(mirrored.max_divergence().unwrap(), 0.0);
+    assert_eq!(max_divergence(trainer.replicas()).unwrap(), 0.0);
 }
 
 #[test]
@@ -350,16 +323,14 @@ fn each_process_takes_its_shards_and_cpu_replicas_cannot_join_a_group() {
     let sizes = cxr::train::shard_sizes(10, 4);
     let start: usize = sizes[..2].iter().sum();
     assert_eq!((start, sizes[2]), (6, 2));
-    let mirrored = Strategy::cpu()
-        .replicate(DType::F32, 0, |vb, _| conv_net(vb))
-        .unwrap();
-    let error = mirrored
-        .trainer_in_group(&group, adam)
-        .err()
-        .unwrap()
-        .to_string();
+    let mirrored = || {
+        Strategy::cpu()
+            .replicate(|device, _| conv_net(device))
+            .unwrap()
+    };
+    let error = mirrored().in_group(&group).err().unwrap().to_string();
     assert!(error.contains("--features nccl"), "{error}");
     // A group of one is an ordinary run.
     let alone = ProcessGroup::new(0, 1, "unused.id").unwrap();
-    assert!(mirrored.trainer_in_group(&alone, adam).is_ok());
+    assert!(mirrored().in_group(&alone).is_ok());
 }

@@ -123,8 +123,7 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
 /// The bundled X-rays as the tutorial's files: train from all 16, test from the first 6.
 fn tutorial_files() -> HashMap<String, Vec<u8>> {
     let dir = tempfile::tempdir().unwrap();
-    cxr::tfrecord::write_folder(Path::new("data/chest_xray/val"), &dir.path().join("train"))
-        .unwrap();
+    cxr::data::write_folder(Path::new("data/chest_xray/val"), &dir.path().join("train")).unwrap();
     let small = dir.path().join("small");
     for name in [
         "NORMAL/NORMAL2-IM-1427-0001.jpeg",
@@ -135,7 +134,7 @@ fn tutorial_files() -> HashMap<String, Vec<u8>> {
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(Path::new("data/chest_xray/val").join(name), to).unwrap();
     }
-    cxr::tfrecord::write_folder(&small, &dir.path().join("test")).unwrap();
+    cxr::data::write_folder(&small, &dir.path().join("test")).unwrap();
     cxr::fetch::TUTORIAL_FILES
         .iter()
         .map(|name| {

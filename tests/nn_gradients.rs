@@ -5,8 +5,8 @@
 
 use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use cxr::nn::layers::{batch_norm, conv2d_same, dense, max_pool2d, separable_conv2d};
-use cxr::nn::{BatchNormConfig, Rescaling, SeparableConv2dConfig};
+use cxr::nn::modules::{Rescaling, batch_norm, conv2d_same, dense, max_pool2d, separable_conv2d};
+use cxr::nn::{BatchNormConfig, SeparableConv2dConfig};
 
 const EPS: f64 = 1e-6;
 

@@ -9,7 +9,9 @@ use std::path::Path;
 use candle_core::{DType, Device, ModuleT, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use cxr::nn::vgg::torchvision_name;
-use cxr::nn::{BatchNormConfig, Pooling, VggConfig, VggDepth, XrayCnnConfig, vgg, xray_cnn};
+use cxr::nn::{
+    BatchNormConfig, Pooling, Sequential, VggConfig, VggDepth, XrayCnnConfig, vgg, xray_cnn,
+};
 use serde_json::Value;
 
 mod common;
@@ -38,10 +40,10 @@ fn keras_counts(v: &Value) -> (u64, u64, u64) {
     )
 }
 
-/// Builds a model on a fresh VarMap and checks the summary against the variables' sizes.
-fn built<M>(build: impl FnOnce(VarBuilder) -> candle_core::Result<M>) -> (M, VarMap) {
-    let varmap = VarMap::new();
-    let model = build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+/// A built model and the variables that hold its weights.
+fn built(model: cxr::Result<Sequential>) -> (Sequential, VarMap) {
+    let model = model.unwrap();
+    let varmap = model.weights().clone();
     (model, varmap)
 }
 
@@ -81,9 +83,9 @@ fn parameter_counts_equal_keras() {
         ),
     ];
     for (name, cfg) in cases {
-        let (model, varmap) = built(|vb| vgg(cfg, vb));
+        let (model, varmap) = built(vgg(cfg));
         assert_eq!(
-            counts(model.summary()),
+            counts(&model.summary()),
             keras_counts(&keras["params"][name]),
             "{name}"
         );
@@ -93,9 +95,9 @@ fn parameter_counts_equal_keras() {
             "{name}: summary vs variables"
         );
     }
-    let (cnn, varmap) = built(|vb| xray_cnn(XrayCnnConfig::default(), vb));
+    let (cnn, varmap) = built(xray_cnn(XrayCnnConfig::default()));
     assert_eq!(
-        counts(cnn.summary()),
+        counts(&cnn.summary()),
         keras_counts(&keras["params"]["xray_cnn"])
     );
     assert_eq!(var_elements(&varmap), cnn.summary().total_params());
@@ -108,8 +110,8 @@ fn parameter_counts_equal_keras() {
         } else {
             name
         };
-        let row = cnn
-            .summary()
+        let summary = cnn.summary();
+        let row = summary
             .layer(name)
             .unwrap_or_else(|| panic!("no layer {name}"));
         assert_eq!(
@@ -138,21 +140,24 @@ fn parameter_counts_equal_keras() {
 #[test]
 fn vgg_logits_equal_keras_on_the_same_weights_in_both_namings() {
     let keras = fixture();
-    for (depth, key) in [(VggDepth::Vgg16, "vgg16"), (VggDepth::Vgg19, "vgg19")] {
+    for (depth, key, base) in [
+        (VggDepth::Vgg16, "vgg16", VggConfig::vgg16()),
+        (VggDepth::Vgg19, "vgg19", VggConfig::vgg19()),
+    ] {
         let cfg = VggConfig {
-            depth,
             input_size: (32, 32),
             classes: 3,
             width_divisor: 16,
-            ..VggConfig::vgg16()
+            ..base
         };
+        assert_eq!(cfg.depth, depth);
         let case = &keras["parity"][format!("{key}_div16")];
         let (x, expected) = (
             json_tensor(&case["input_nchw"]),
             json_tensor(&case["logits"]),
         );
         for (file, naming) in [("", false), ("_torchvision", true)] {
-            let (model, varmap) = built(|vb| vgg(cfg, vb));
+            let (model, varmap) = built(vgg(cfg));
             let path = Path::new(FIXTURES).join(format!("{key}_div16{file}.safetensors"));
             if naming {
                 cxr::nn::load(&varmap, &path, |n| torchvision_name(depth, n)).unwrap();
@@ -173,7 +178,7 @@ fn the_tutorial_cnn_equals_keras_in_inference_mode() {
         image_size: (48, 48),
         ..Default::default()
     };
-    let (model, varmap) = built(|vb| xray_cnn(cfg, vb));
+    let (model, varmap) = built(xray_cnn(cfg));
     cxr::nn::load(
         &varmap,
         Path::new(FIXTURES).join("xray_cnn_48.safetensors"),
@@ -204,7 +209,7 @@ fn batch_norm_trains_like_keras() {
             bn_case["epsilon"].as_f64().unwrap()
         )
     );
-    let bn = cxr::nn::layers::batch_norm(5, cfg, vb).unwrap();
+    let bn = cxr::nn::modules::batch_norm(5, cfg, vb).unwrap();
     varmap
         .set_one("weight", json_tensor(&bn_case["gamma"]))
         .unwrap();
@@ -232,11 +237,11 @@ fn weights_that_do_not_fit_are_all_named_in_one_error() {
         width_divisor: 16,
         ..VggConfig::vgg16()
     };
-    let (_, varmap) = built(|vb| vgg(cfg, vb));
+    let (_, varmap) = built(vgg(cfg));
     // VGG19's file lacks nothing VGG16 needs by name, but block3..5 differ: use a
     // VGG16 with 4 classes instead, and a file with a tensor removed.
     let four = VggConfig { classes: 4, ..cfg };
-    let (_, wrong) = built(|vb| vgg(four, vb));
+    let (_, wrong) = built(vgg(four));
     let path = Path::new(FIXTURES).join("vgg16_div16.safetensors");
     let err = cxr::nn::load(&wrong, &path, |n| Some(n.to_string()))
         .unwrap_err()
@@ -268,7 +273,7 @@ fn weights_that_do_not_fit_are_all_named_in_one_error() {
     // Saving and loading round-trips exactly, through an atomic write.
     let saved = dir.path().join("saved.safetensors");
     cxr::nn::save(&varmap, &saved).unwrap();
-    let (_, again) = built(|vb| vgg(cfg, vb));
+    let (_, again) = built(vgg(cfg));
     cxr::nn::load(&again, &saved, |n| Some(n.to_string())).unwrap();
     let a = varmap.data().lock().unwrap()["fc1.weight"]
         .as_tensor()
@@ -292,14 +297,14 @@ fn a_wrong_input_size_says_what_the_model_expects() {
         width_divisor: 16,
         ..VggConfig::vgg16()
     };
-    let (model, _) = built(|vb| vgg(cfg, vb));
+    let (model, _) = built(vgg(cfg));
     let x = Tensor::zeros((1, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
     let err = model.forward_t(&x, false).unwrap_err().to_string();
     assert!(
         err.contains("expects input (N, 3, 64, 64)") && err.contains("[1, 3, 32, 32]"),
         "{err}"
     );
-    let (cnn, _) = built(|vb| xray_cnn(XrayCnnConfig::default(), vb));
+    let (cnn, _) = built(xray_cnn(XrayCnnConfig::default()));
     let err = cnn.forward_t(&x, false).unwrap_err().to_string();
     assert!(err.contains("(N, 3, 180, 180)"), "{err}");
 }

@@ -6,8 +6,7 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, ModuleT};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::ModuleT;
 use cxr::nn::vgg::torchvision_name;
 use cxr::nn::{VggConfig, VggDepth, vgg};
 use serde_json::Value;
@@ -30,16 +29,12 @@ fn torchvision_named_weights_give_pytorchs_logits() {
             width_divisor: 16,
             ..base
         };
-        let varmap = VarMap::new();
-        let model = vgg(
-            cfg,
-            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-        )
-        .unwrap();
-        cxr::nn::load(&varmap, dir.join(format!("{key}_div16.safetensors")), |n| {
-            torchvision_name(depth, n)
-        })
-        .unwrap();
+        let model = vgg(cfg).unwrap();
+        model
+            .load_weights_renamed(dir.join(format!("{key}_div16.safetensors")), |n| {
+                torchvision_name(depth, n)
+            })
+            .unwrap();
         let case = &fixture["cases"][key];
         let logits = model
             .forward_t(&json_tensor(&case["input"]), false)

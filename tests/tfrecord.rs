@@ -67,8 +67,7 @@ fn bundled_xrays_round_trip_bit_for_bit() {
         dir.path().join("images.tfrec"),
         dir.path().join("paths.tfrec"),
     );
-    let written =
-        cxr::tfrecord::write_folder(Path::new("data/chest_xray/val"), dir.path()).unwrap();
+    let written = cxr::data::write_folder(Path::new("data/chest_xray/val"), dir.path()).unwrap();
     assert_eq!(written, 16);
     let mut seen = 0;
     for pair in read_pairs(&images, &paths, ReadOptions::default()).unwrap() {

@@ -2,34 +2,27 @@
 //! restores the best weights at the right epoch, checkpoints atomically, refuses a NaN
 //! loss and single-class data with errors that say what to do.
 
-use std::sync::Arc;
-
-use candle_core::{DType, Device, Module, ModuleT, Tensor};
-use candle_nn::{Linear, VarBuilder, VarMap};
+use candle_core::{DType, Device, Tensor};
 use cxr::data::Pipeline;
+use cxr::nn::Sequential;
+use cxr::nn::layers::{Dense, Flatten, Rescaling};
 use cxr::train::{
-    Adam, Batch, Callback, Constant, Control, CsvLogger, EarlyStopping, FitOptions, Logs,
-    ModelCheckpoint, Trainer, tutorial_metrics,
+    Adam, Batch, Callback, Control, CsvLogger, EarlyStopping, Fit, Logs, Loss, ModelCheckpoint,
+    TUTORIAL_METRICS, Trainer,
 };
 
 /// Logistic regression on flattened 3 x 4 x 4 images: enough to learn "bright or
 /// dark".
-struct Tiny {
-    linear: Linear,
+fn tiny_with(outputs: usize) -> Sequential {
+    let mut model = Sequential::new("tiny", [3, 4, 4]);
+    model.add("rescaling", Rescaling::new(1.0 / 255.0)).unwrap();
+    model.add("flatten", Flatten).unwrap();
+    model.add("dense", Dense::new(outputs)).unwrap();
+    model
 }
 
-impl ModuleT for Tiny {
-    fn forward_t(&self, xs: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
-        let flat = (xs.flatten_from(1)? / 255.0)?;
-        self.linear.forward(&flat)
-    }
-}
-
-fn tiny() -> (Tiny, VarMap) {
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let linear = candle_nn::linear(3 * 4 * 4, 1, vb.pp("dense")).unwrap();
-    (Tiny { linear }, varmap)
+fn tiny() -> Sequential {
+    tiny_with(1)
 }
 
 /// `n` images of 3 x 4 x 4: bright ones are PNEUMONIA (1), dark ones NORMAL (0), in
@@ -55,33 +48,29 @@ fn data(n: usize, batch: usize, seed: u64) -> Pipeline<Batch> {
     Pipeline::from_vec(batches)
 }
 
-fn trainer<'a>(model: &'a Tiny, weights: &'a VarMap, lr: f64) -> Trainer<'a> {
-    Trainer::new(
+fn trainer(model: Sequential, lr: f64) -> Trainer {
+    Trainer::compile(
         model,
-        weights,
-        Adam::new(weights, Arc::new(Constant(lr))).unwrap(),
+        Adam::new(lr),
+        Loss::BinaryCrossentropy,
+        &TUTORIAL_METRICS,
     )
-    .with_metrics(tutorial_metrics())
+    .unwrap()
 }
 
-fn quiet(epochs: usize) -> FitOptions {
-    FitOptions {
-        epochs,
-        progress: false,
-        ..Default::default()
-    }
+fn quiet<'a>(epochs: usize) -> Fit<'a> {
+    Fit::epochs(epochs).quiet()
 }
 
 #[test]
 fn a_model_learns_and_the_history_says_so() {
-    let (model, weights) = tiny();
-    let mut trainer = trainer(&model, &weights, 0.05);
+    let mut trainer = trainer(tiny(), 0.05);
     let (train, val) = (data(400, 25, 1), data(100, 25, 2));
     let before = trainer.evaluate(&val).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut logger = CsvLogger::new(dir.path().join("history.csv"));
+    let logger = CsvLogger::new(dir.path().join("history.csv"));
     let history = trainer
-        .fit(&train, Some(&val), &quiet(8), &mut [&mut logger])
+        .fit(&train, quiet(8).validation(&val).callback(logger))
         .unwrap();
     assert_eq!(history.epochs.len(), 8);
     let loss = history.series("loss");
@@ -98,30 +87,25 @@ fn a_model_learns_and_the_history_says_so() {
 
 #[test]
 fn steps_per_epoch_repeats_the_data_and_carries_on() {
-    let (model, weights) = tiny();
-    let mut trainer = trainer(&model, &weights, 0.01);
-    let options = FitOptions {
-        steps_per_epoch: Some(5),
-        ..quiet(4)
-    };
+    let mut trainer = trainer(tiny(), 0.01);
     // 3 batches of data, 4 epochs of 5 steps: 20 steps, the data seen almost 7 times.
     trainer
-        .fit(&data(75, 25, 3), None, &options, &mut [])
+        .fit(&data(75, 25, 3), quiet(4).steps_per_epoch(5))
         .unwrap();
-    assert_eq!(trainer.optimizer().iterations, 20);
+    assert_eq!(trainer.optimizer().iterations(), 20);
 }
 
 /// Sets the weight to the epoch number, so that the restored weights tell which epoch
 /// they come from.
-fn stamp(weights: &VarMap, epoch: usize) {
-    for var in weights.data().lock().unwrap().values() {
+fn stamp(model: &Sequential, epoch: usize) {
+    for var in model.weights().data().lock().unwrap().values() {
         let value = Tensor::full(epoch as f32, var.shape(), &Device::Cpu).unwrap();
         var.set(&value).unwrap();
     }
 }
 
-fn stamped(weights: &VarMap) -> f32 {
-    let vars = weights.data().lock().unwrap();
+fn stamped(model: &Sequential) -> f32 {
+    let vars = model.weights().data().lock().unwrap();
     let var = vars.values().next().unwrap();
     var.as_tensor()
         .flatten_all()
@@ -132,8 +116,10 @@ fn stamped(weights: &VarMap) -> f32 {
 
 #[test]
 fn early_stopping_stops_and_restores_at_the_right_epoch() {
-    let (_, weights) = tiny();
-    let mut early = EarlyStopping::new("val_loss", 3, true);
+    let weights = tiny();
+    let mut early = EarlyStopping::on("val_loss")
+        .patience(3)
+        .restore_best_weights();
     let val_losses = [1.0, 0.8, 0.9, 0.85, 0.81, 0.7, 0.95];
     let mut stopped_at = None;
     for (epoch, &v) in val_losses.iter().enumerate() {
@@ -151,7 +137,7 @@ fn early_stopping_stops_and_restores_at_the_right_epoch() {
     assert_eq!(stamped(&weights), 1.0);
 
     // Larger is better for anything not named like a loss.
-    let mut early = EarlyStopping::new("val_auc", 1, false);
+    let mut early = EarlyStopping::on("val_auc").patience(1);
     let logs = |v: f64| Logs::from([("val_auc".to_string(), v)]);
     assert_eq!(
         early.on_epoch_end(0, &logs(0.7), &weights).unwrap(),
@@ -169,10 +155,10 @@ fn early_stopping_stops_and_restores_at_the_right_epoch() {
 
 #[test]
 fn checkpoints_keep_the_best_and_an_interrupted_write_leaves_the_last_intact() {
-    let (_, weights) = tiny();
+    let weights = tiny();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("xray_model.safetensors");
-    let mut checkpoint = ModelCheckpoint::new(&path, true);
+    let mut checkpoint = ModelCheckpoint::best(&path);
     for (epoch, v) in [0.9, 0.7, 0.8].into_iter().enumerate() {
         stamp(&weights, epoch);
         let logs = Logs::from([("val_loss".to_string(), v)]);
@@ -197,14 +183,15 @@ fn checkpoints_keep_the_best_and_an_interrupted_write_leaves_the_last_intact() {
 
 #[test]
 fn a_nan_loss_stops_training_with_the_step_and_keeps_the_checkpoint() {
-    let (model, weights) = tiny();
-    let mut trainer = trainer(&model, &weights, 0.01);
+    let mut trainer = trainer(tiny(), 0.01);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.safetensors");
-    let mut checkpoint = ModelCheckpoint::new(&path, false);
     let good = data(50, 25, 4);
     trainer
-        .fit(&good, None, &quiet(1), &mut [&mut checkpoint])
+        .fit(
+            &good,
+            quiet(1).callback(ModelCheckpoint::every_epoch(&path)),
+        )
         .unwrap();
     let saved = std::fs::read(&path).unwrap();
 
@@ -216,7 +203,7 @@ fn a_nan_loss_stops_training_with_the_step_and_keeps_the_checkpoint() {
     batches.push((poisoned, y));
     let bad = Pipeline::from_vec(batches);
     let error = trainer
-        .fit(&bad, None, &quiet(1), &mut [&mut checkpoint])
+        .fit(&bad, quiet(1).callback(ModelCheckpoint::every_epoch(&path)))
         .unwrap_err()
         .to_string();
     assert!(error.contains("NaN at epoch 1, step 2"), "{error}");
@@ -226,25 +213,20 @@ fn a_nan_loss_stops_training_with_the_step_and_keeps_the_checkpoint() {
 
 #[test]
 fn single_class_data_is_refused() {
-    let (model, weights) = tiny();
-    let mut trainer = trainer(&model, &weights, 0.01);
+    let mut trainer = trainer(tiny(), 0.01);
     let x = Tensor::zeros((10, 3, 4, 4), DType::F32, &Device::Cpu).unwrap();
     let y = Tensor::zeros((10, 1), DType::F32, &Device::Cpu).unwrap();
     let only_normal = Pipeline::from_vec(vec![(x, y)]);
-    let error = trainer
-        .fit(&only_normal, None, &quiet(2), &mut [])
-        .unwrap_err()
-        .to_string();
+    let error = trainer.fit(&only_normal, quiet(2)).unwrap_err().to_string();
     assert!(
         error.contains("only NORMAL") && error.contains("at least two classes"),
         "{error}"
     );
     let empty: Pipeline<Batch> = Pipeline::from_vec(Vec::new());
-    let error = trainer
-        .fit(&empty, None, &quiet(1), &mut [])
-        .unwrap_err()
-        .to_string();
+    let error = trainer.fit(&empty, quiet(1)).unwrap_err().to_string();
     assert!(error.contains("no batch"), "{error}");
+    let error = trainer.fit(&empty, quiet(0)).unwrap_err().to_string();
+    assert!(error.contains("at least 1"), "{error}");
 }
 
 #[test]
@@ -295,12 +277,7 @@ fn weighted_categorical_cross_entropy_equals_a_hand_computation() {
 
 #[test]
 fn a_softmax_model_learns_three_classes_with_categorical_loss() {
-    use cxr::train::{CategoricalAccuracy, Loss};
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let model = Tiny {
-        linear: candle_nn::linear(48, 3, vb.pp("dense")).unwrap(),
-    };
+    let model = tiny_with(3);
     // Dark, middle and bright images are classes 0, 1 and 2, labels one-hot.
     let make = |seed: u64| {
         use rand::{Rng, SeedableRng};
@@ -324,19 +301,22 @@ fn a_softmax_model_learns_three_classes_with_categorical_loss() {
         }
         Pipeline::from_vec(batches)
     };
-    let optimizer = Adam::new(&varmap, Arc::new(Constant(0.1))).unwrap();
-    let mut trainer = Trainer::new(&model, &varmap, optimizer)
-        .with_loss(Loss::CategoricalCrossentropy)
-        .with_metrics(vec![Box::new(CategoricalAccuracy::default())]);
-    let history = trainer
-        .fit(&make(1), Some(&make(2)), &quiet(15), &mut [])
-        .unwrap();
+    let mut trainer = Trainer::compile(
+        model,
+        Adam::new(0.1),
+        Loss::CategoricalCrossentropy,
+        &["accuracy"],
+    )
+    .unwrap();
+    let val = make(2);
+    let history = trainer.fit(&make(1), quiet(15).validation(&val)).unwrap();
     let accuracy = history.series("val_accuracy");
     assert!(accuracy[14] > 0.9, "{accuracy:?}");
     let p = trainer
         .predict(&Tensor::full(200f32, (1, 3, 4, 4), &Device::Cpu).unwrap())
         .unwrap();
-    assert_eq!(p.len(), 3);
+    assert_eq!(p.dims(), [1, 3]);
+    let p: Vec<f32> = p.flatten_all().unwrap().to_vec1().unwrap();
     assert!(
         (p.iter().sum::<f32>() - 1.0).abs() < 1e-5 && p[2] > 0.5,
         "{p:?}"

@@ -5,46 +5,30 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use candle_core::{DType, Device, Module, ModuleT, Tensor};
-use candle_nn::{Linear, VarBuilder, VarMap};
+use candle_core::{DType, Device, ModuleT, Tensor};
+use candle_nn::{VarBuilder, VarMap};
 use cxr::data::Pipeline;
-use cxr::nn::{BatchNorm, BatchNormConfig, Dropout};
+use cxr::nn::Sequential;
+use cxr::nn::layers::{BatchNormalization, Dense, Dropout, Flatten, Rescaling};
 use cxr::train::{
-    Adam, Batch, CsvLogger, EarlyStopping, ExponentialDecay, FitOptions, History, ModelCheckpoint,
-    Trainer, tutorial_metrics,
+    Adam, Batch, CsvLogger, EarlyStopping, ExponentialDecay, Fit, History, Loss, ModelCheckpoint,
+    TUTORIAL_METRICS, Trainer,
 };
 
 mod common;
 
-/// Dense, batch norm, dropout, dense: every kind of state a run carries.
-struct Small {
-    hidden: Linear,
-    bn: BatchNorm,
-    dropout: Dropout,
-    out: Linear,
-}
-
-impl ModuleT for Small {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let xs = (xs.flatten_from(1)? / 255.0)?;
-        let xs = self.hidden.forward(&xs)?.relu()?;
-        let xs = self.bn.forward_t(&xs, train)?;
-        let xs = self.dropout.forward_t(&xs, train)?;
-        self.out.forward(&xs)
-    }
-}
-
-/// The model with weights drawn from `init_seed` (so that a resumed run visibly starts
-/// from other weights before the state is loaded).
-fn small(init_seed: u64) -> (Small, VarMap) {
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let model = Small {
-        hidden: candle_nn::linear(48, 8, vb.pp("hidden")).unwrap(),
-        bn: cxr::nn::layers::batch_norm(8, BatchNormConfig::keras(), vb.pp("bn")).unwrap(),
-        dropout: cxr::nn::dropout(0.3, 7, vb.pp("dropout")).unwrap(),
-        out: candle_nn::linear(8, 1, vb.pp("out")).unwrap(),
-    };
+/// Dense, batch norm, dropout, dense: every kind of state a run carries. Weights drawn
+/// from `init_seed` (so that a resumed run visibly starts from other weights before the
+/// state is loaded).
+fn small(init_seed: u64) -> Sequential {
+    let mut model = Sequential::new("small", [3, 4, 4]);
+    model.add("rescaling", Rescaling::new(1.0 / 255.0)).unwrap();
+    model.add("flatten", Flatten).unwrap();
+    model.add("hidden", Dense::new(8).relu()).unwrap();
+    model.add("bn", BatchNormalization::new()).unwrap();
+    model.add("dropout", Dropout::new(0.3).seed(7)).unwrap();
+    model.add("out", Dense::new(1)).unwrap();
+    let varmap = model.weights().clone();
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(init_seed);
     // In name order: a HashMap's order differs from one map to the next.
@@ -60,7 +44,7 @@ fn small(init_seed: u64) -> (Small, VarMap) {
         var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
             .unwrap();
     }
-    (model, varmap)
+    model
 }
 
 /// 150 images of 3 x 4 x 4, bright ones PNEUMONIA, shuffled anew each epoch, batches of
@@ -122,40 +106,43 @@ fn run(
     resume: bool,
     interrupt_at: Option<usize>,
 ) -> Run {
-    let (model, weights) = small(if resume { 99 } else { 1 });
+    let model = small(if resume { 99 } else { 1 });
     let stop = Arc::new(AtomicBool::new(false));
-    let optimizer = Adam::new(
-        &weights,
-        Arc::new(ExponentialDecay::new(0.05, 10, 0.5, false)),
+    let optimizer = Adam::new(ExponentialDecay::new(0.05, 10, 0.5));
+    let mut trainer = Trainer::compile(
+        model,
+        optimizer,
+        Loss::BinaryCrossentropy,
+        &TUTORIAL_METRICS,
     )
     .unwrap();
-    let mut trainer = Trainer::new(&model, &weights, optimizer).with_metrics(tutorial_metrics());
     let train = data_with(interrupt_at.map(|at| (at, stop.clone())));
     let state = dir.join("state.safetensors");
-    let options = FitOptions {
-        epochs,
-        steps_per_epoch: steps,
-        class_weight: Some(vec![1.5, 0.75]),
-        progress: false,
-        stop: Some(stop.clone()),
-        save_state: Some(state.clone()),
-        resume_from: resume.then_some(state),
-    };
-    let mut checkpoint = ModelCheckpoint::new(dir.join("best.safetensors"), true);
-    let mut early = EarlyStopping::new("val_loss", 50, true);
-    let mut logger = CsvLogger::new(dir.join("history.csv"));
-    let history = trainer
-        .fit(
-            &train,
-            Some(&validation()),
-            &options,
-            &mut [&mut checkpoint, &mut early, &mut logger],
+    let val = validation();
+    let mut fit = Fit::epochs(epochs)
+        .validation(&val)
+        .class_weight([1.5, 0.75])
+        .quiet()
+        .stop_when(stop.clone())
+        .save_state(&state)
+        .callback(ModelCheckpoint::best(dir.join("best.safetensors")))
+        .callback(
+            EarlyStopping::on("val_loss")
+                .patience(50)
+                .restore_best_weights(),
         )
-        .unwrap();
+        .callback(CsvLogger::new(dir.join("history.csv")));
+    if let Some(steps) = steps {
+        fit = fit.steps_per_epoch(steps);
+    }
+    if resume {
+        fit = fit.resume_from(&state);
+    }
+    let history = trainer.fit(&train, fit).unwrap();
     Run {
         history,
-        weights: common::weight_values(&weights),
-        iterations: trainer.optimizer().iterations,
+        weights: common::weight_values(trainer.model().weights()),
+        iterations: trainer.optimizer().iterations(),
         csv: std::fs::read_to_string(dir.join("history.csv")).unwrap_or_default(),
     }
 }
@@ -205,29 +192,24 @@ fn a_run_interrupted_in_mid_epoch_resumes_from_the_last_finished_epoch() {
 fn a_damaged_or_foreign_state_file_is_refused_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("state.safetensors"), b"not a state").unwrap();
-    let (model, weights) = small(1);
-    let optimizer = Adam::new(&weights, Arc::new(cxr::train::Constant(0.01))).unwrap();
-    let mut trainer = Trainer::new(&model, &weights, optimizer);
-    let options = FitOptions {
-        progress: false,
-        resume_from: Some(dir.path().join("state.safetensors")),
-        ..Default::default()
-    };
+    let model = small(1);
+    let mut trainer =
+        Trainer::compile(model, Adam::new(0.01), Loss::BinaryCrossentropy, &[]).unwrap();
+    let resume = |file: &str| Fit::epochs(1).quiet().resume_from(dir.path().join(file));
     let error = trainer
-        .fit(&data(), None, &options, &mut [])
+        .fit(&data(), resume("state.safetensors"))
         .unwrap_err()
         .to_string();
     assert!(error.contains("state.safetensors"), "{error}");
     assert!(error.contains("cxr train"), "{error}");
 
-    // Weights saved by ModelCheckpoint are not a training state.
-    cxr::nn::save(&weights, dir.path().join("weights.safetensors")).unwrap();
-    let options = FitOptions {
-        resume_from: Some(dir.path().join("weights.safetensors")),
-        ..options
-    };
+    // A model saved by ModelCheckpoint is not a training state.
+    trainer
+        .model()
+        .save(dir.path().join("weights.safetensors"))
+        .unwrap();
     let error = trainer
-        .fit(&data(), None, &options, &mut [])
+        .fit(&data(), resume("weights.safetensors"))
         .unwrap_err()
         .to_string();
     assert!(error.contains("no cxr training-state header"), "{error}");
@@ -238,10 +220,13 @@ fn seeded_dropout_repeats_itself_and_drops_the_rate() {
     let make = |seed| {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        (cxr::nn::dropout(0.25, seed, vb.pp("d")).unwrap(), varmap)
+        (
+            cxr::nn::modules::dropout(0.25, seed, vb.pp("d")).unwrap(),
+            varmap,
+        )
     };
     let x = Tensor::ones((40, 100), DType::F32, &Device::Cpu).unwrap();
-    let masks = |d: &Dropout| -> Vec<Vec<f32>> {
+    let masks = |d: &cxr::nn::modules::Dropout| -> Vec<Vec<f32>> {
         (0..3)
             .map(|_| {
                 d.forward_t(&x, true)
@@ -276,15 +261,16 @@ fn seeded_dropout_repeats_itself_and_drops_the_rate() {
 
 #[test]
 fn the_same_seed_builds_the_same_model_and_trains_it_the_same_way() {
-    use cxr::nn::{XrayCnnConfig, seeded_var_builder, xray_cnn};
+    use cxr::nn::{XrayCnnConfig, xray_cnn};
     let build = |seed: u64| {
-        let varmap = VarMap::new();
-        let vb = seeded_var_builder(&varmap, seed, DType::F32, &Device::Cpu);
         let cfg = XrayCnnConfig {
             image_size: (32, 32),
+            seed,
             ..Default::default()
         };
-        (xray_cnn(cfg, vb).unwrap(), varmap)
+        let model = xray_cnn(cfg).unwrap();
+        let varmap = model.weights().clone();
+        (model, varmap)
     };
     let values = common::weight_values;
     let ((a, wa), (_, wb), (_, wc)) = (build(3), build(3), build(4));
@@ -306,19 +292,14 @@ fn the_same_seed_builds_the_same_model_and_trains_it_the_same_way() {
         .unwrap();
     let y = Tensor::new(&[[0f32], [1.0], [1.0], [0.0]], &Device::Cpu).unwrap();
     let data = Pipeline::from_vec(vec![(x, y)]);
-    let train = |model: &cxr::nn::XrayCnn, weights: &VarMap| {
-        let optimizer = Adam::new(weights, Arc::new(cxr::train::Constant(0.01))).unwrap();
-        let options = FitOptions {
-            epochs: 1,
-            steps_per_epoch: Some(3),
-            progress: false,
-            ..Default::default()
-        };
-        Trainer::new(model, weights, optimizer)
-            .fit(&data, None, &options, &mut [])
-            .unwrap()
+    let train = |model: Sequential| {
+        let mut trainer =
+            Trainer::compile(model, Adam::new(0.01), Loss::BinaryCrossentropy, &[]).unwrap();
+        let history = trainer
+            .fit(&data, Fit::epochs(1).steps_per_epoch(3).quiet())
+            .unwrap();
+        (history, values(trainer.model().weights()))
     };
-    let (b, wb) = build(3);
-    assert_eq!(train(&a, &wa), train(&b, &wb));
-    assert_eq!(values(&wa), values(&wb));
+    let (b, _) = build(3);
+    assert_eq!(train(a), train(b));
 }

@@ -4,7 +4,7 @@
 //! `cargo test -p cxr-exercises ch06`; the grader is `src/graders/ch06_training.rs`.
 
 use cxr::data::Pipeline;
-use cxr::train::{Batch, FitOptions, History, Trainer};
+use cxr::train::{Batch, Fit, History, Trainer};
 
 /// The model's input, `(height, width, channels)`.
 pub const INPUT_SHAPE: (usize, usize, usize) = (224, 224, 3);
@@ -18,11 +18,9 @@ pub fn fit_model(
     training_set: &Pipeline<Batch>,
     val_set: &Pipeline<Batch>,
 ) -> cxr::Result<History> {
-    let options = FitOptions {
-        steps_per_epoch: Some(20),
-        epochs: 4,
-        progress: false,
-        ..Default::default()
-    };
-    trainer.fit(training_set, Some(val_set), &options, &mut [])
+    let fit = Fit::epochs(4)
+        .steps_per_epoch(20)
+        .validation(val_set)
+        .quiet();
+    trainer.fit(training_set, fit)
 }

@@ -3,8 +3,7 @@
 //! The lesson is in the book (`chapters/ch04-vgg.md`). Check your work with
 //! `cargo test -p cxr-exercises ch04`; the grader is `src/graders/ch04_vgg.rs`.
 
-use cxr::candle_nn::VarBuilder;
-use cxr::nn::{Vgg, VggConfig, vgg};
+use cxr::nn::{Sequential, VggConfig, vgg};
 
 /// VGG16's five blocks as `(number of conv3 layers, filters)`, in order.
 pub const BLOCKS: [(usize, usize); 5] = [
@@ -19,12 +18,9 @@ pub const BLOCKS: [(usize, usize); 5] = [
 
 /// VGG16 built from `BLOCKS`, with the usual 224 x 224 x 3 input and 1,000 classes.
 /// Nothing to change here.
-pub fn build_vgg16(vb: VarBuilder) -> cxr::candle_core::Result<Vgg> {
-    vgg(
-        VggConfig {
-            layout: BLOCKS,
-            ..VggConfig::vgg16()
-        },
-        vb,
-    )
+pub fn build_vgg16() -> cxr::Result<Sequential> {
+    vgg(VggConfig {
+        layout: BLOCKS,
+        ..VggConfig::vgg16()
+    })
 }

@@ -4,7 +4,7 @@
 //! `cargo test -p cxr-exercises ch06`; the grader is `src/graders/ch06_training.rs`.
 
 use cxr::data::Pipeline;
-use cxr::train::{Batch, FitOptions, History, Trainer};
+use cxr::train::{Batch, Fit, History, Trainer};
 
 /// The model's input, `(height, width, channels)`.
 // TODO (instruction 1): VGG19 takes 224 x 224 images with three channels.
@@ -20,12 +20,8 @@ pub fn fit_model(
     training_set: &Pipeline<Batch>,
     val_set: &Pipeline<Batch>,
 ) -> cxr::Result<History> {
-    // TODO (instruction 3): 20 steps per epoch, 4 epochs, and `val_set` as the
-    // validation data (the second argument of `fit`).
+    // TODO (instruction 3): 4 epochs of 20 steps each, with `val_set` as the
+    // validation data (see `Fit`'s methods).
     let _ = val_set;
-    let options = FitOptions {
-        progress: false,
-        ..Default::default()
-    };
-    trainer.fit(training_set, None, &options, &mut [])
+    trainer.fit(training_set, Fit::epochs(1).quiet())
 }

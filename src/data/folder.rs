@@ -132,8 +132,19 @@ fn split_of(path: &Path) -> Option<String> {
     matches!(split, "train" | "val" | "test").then(|| split.to_string())
 }
 
-/// Every JPEG and PNG under `dir`, hidden files and folders left out.
-pub(crate) fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+/// Every JPEG and PNG under `dir`, hidden files and folders left out. Links to folders
+/// are not followed (a link to a parent folder would list every image again and again);
+/// links to files are.
+pub(super) fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+    if !dir.is_dir() {
+        return Err(match dir.exists() {
+            true => Error::BadArgument(format!(
+                "{}: a file, where a folder of class folders (NORMAL/, PNEUMONIA/) was expected",
+                dir.display()
+            )),
+            false => Error::io(dir, std::io::ErrorKind::NotFound.into()),
+        });
+    }
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
@@ -142,13 +153,45 @@ pub(crate) fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
         if name.to_string_lossy().starts_with('.') {
             continue;
         }
-        if path.is_dir() {
+        let kind = entry.file_type().map_err(|e| Error::io(&path, e))?;
+        if kind.is_dir() {
             walk(&path, files)?;
-        } else if is_image_name(&path) {
+        } else if (kind.is_file() || kind.is_symlink() && path.is_file()) && is_image_name(&path) {
             files.push(path);
         }
     }
     Ok(())
+}
+
+/// Every JPEG and PNG under `dir` with the class its folder names, sorted by path; a
+/// folder that names no class, or no image at all, is an error saying so.
+pub fn labelled_files(dir: &Path) -> Result<Vec<(PathBuf, Label)>> {
+    let mut files = Vec::new();
+    walk(dir, &mut files)?;
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::EmptyFolder {
+            folder: dir.to_path_buf(),
+        });
+    }
+    files
+        .into_iter()
+        .map(|file| {
+            let folder_name = file
+                .parent()
+                .and_then(Path::file_name)
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            match Label::from_folder_name(&folder_name) {
+                Some(label) => Ok((file, label)),
+                None => Err(Error::UnknownLabel {
+                    path: file,
+                    folder_name,
+                }),
+            }
+        })
+        .collect()
 }
 
 fn is_image_name(path: &Path) -> bool {

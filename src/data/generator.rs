@@ -274,9 +274,10 @@ impl Default for FlowOptions {
     }
 }
 
-/// One batch: images `(batch, height, width, channels)` and labels.
+/// One batch as Keras's iterator gives it: images `(batch, height, width, channels)`,
+/// labels, and the files they came from.
 #[derive(Debug, Clone)]
-pub struct Batch {
+pub struct ImageBatch {
     /// The images, `f32`, channels last as in Keras.
     pub x: Tensor,
     /// The labels as [`ClassMode`] says.
@@ -285,7 +286,7 @@ pub struct Batch {
     pub paths: Vec<PathBuf>,
 }
 
-impl Batch {
+impl ImageBatch {
     /// The images as `(batch, channels, height, width)`, the order candle's convolutions take.
     pub fn x_channels_first(&self) -> Result<Tensor> {
         Ok(self.x.permute((0, 3, 1, 2))?.contiguous()?)
@@ -392,7 +393,7 @@ impl DirectoryIterator {
     }
 
     /// Batch `index` of epoch `epoch`: loaded, resized, changed at random, rescaled.
-    pub fn batch(&self, epoch: u64, index: usize) -> Result<Batch> {
+    pub fn batch(&self, epoch: u64, index: usize) -> Result<ImageBatch> {
         let order = self.order(epoch);
         let size = self.options.batch_size;
         let chosen = order
@@ -428,14 +429,14 @@ impl DirectoryIterator {
             &Device::Cpu,
         )?;
         let y = self.labels(&labels)?;
-        Ok(Batch { x, y, paths })
+        Ok(ImageBatch { x, y, paths })
     }
 
     /// The batches as a [`Pipeline`] that `fit` takes, as Keras's `fit` takes the iterator:
     /// images channels first `(N, C, H, W)`, labels as `class_mode` says. Each pass is
     /// the next epoch (a new order and new random changes); batches are made on a
     /// background thread while the model trains on the previous one.
-    pub fn pipeline(&self) -> Pipeline<crate::train::Batch> {
+    pub fn pipeline(&self) -> Pipeline<super::Batch> {
         let this = self.clone();
         let epochs = Arc::new(AtomicU64::new(0));
         Pipeline::from_fn(move || {
@@ -450,7 +451,7 @@ impl DirectoryIterator {
     }
 
     /// Every batch of epoch `epoch`, in order.
-    pub fn epoch(&self, epoch: u64) -> impl Iterator<Item = Result<Batch>> + '_ {
+    pub fn epoch(&self, epoch: u64) -> impl Iterator<Item = Result<ImageBatch>> + '_ {
         (0..self.len()).map(move |i| self.batch(epoch, i))
     }
 

@@ -24,6 +24,18 @@ impl Label {
         }
     }
 
+    /// The class of a path as the Keras tutorial's `get_label` reads it: PNEUMONIA when
+    /// the folder above the file is `PNEUMONIA`, NORMAL otherwise (`/` or `\` between
+    /// folders).
+    pub fn from_path(path: &str) -> Label {
+        let mut parts = path.rsplit(['/', '\\']);
+        parts.next();
+        match parts.next() {
+            Some("PNEUMONIA") => Label::Pneumonia,
+            _ => Label::Normal,
+        }
+    }
+
     /// The class number: 0 for NORMAL, 1 for PNEUMONIA (the positive class).
     pub fn index(self) -> usize {
         match self {
@@ -45,6 +57,14 @@ impl std::fmt::Display for Label {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// The patient of a path, with its class so that ids of the two classes never collide
+/// (Kermany numbers NORMAL and PNEUMONIA patients separately); the path itself when the
+/// name has no patient: the key that keeps a patient's images in one part.
+pub fn patient_key(path: &str) -> String {
+    let id = patient_id(Path::new(path)).unwrap_or_else(|| path.to_string());
+    format!("{}-{id}", Label::from_path(path))
 }
 
 /// The patient a Kermany file belongs to, from its name:

@@ -12,11 +12,13 @@
 //!
 //! Here a [`Strategy`] is a list of candle devices: one CPU, several CPU replicas,
 //! CUDA GPUs or a Metal GPU. [`Strategy::replicate`] builds one copy of the model per
-//! device with equal weights, and [`Mirrored::trainer`] gives a
-//! [`Trainer`] that cuts every global batch into one shard per replica, runs the replicas
-//! at the same time on their own threads, averages their gradients (an all-reduce,
-//! weighted by shard size, so the step is the one-device step on the whole batch) and
-//! applies the same update on every replica, which therefore never drift apart.
+//! device with equal weights; `Trainer::compile` takes the [`Mirrored`] replicas as it
+//! takes one model, and its steps cut every global batch into one shard per replica,
+//! run the replicas at the same time on their own threads, average their gradients (an
+//! all-reduce, weighted by shard size, so the step is the one-device step on the whole
+//! batch) and apply the same update on every replica, which therefore never drift
+//! apart. The trainer sees none of this: [`Mirrored`] hands it a
+//! [`crate::train::GradientStep`].
 //!
 //! Batch normalisation computes its statistics per replica, on the replica's shard, as
 //! Keras's `BatchNormalization` does by default under a strategy (`synchronized=False`);
@@ -31,10 +33,11 @@
 
 use std::fmt;
 
-use candle_core::{DType, Device, ModuleT};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor};
 
-use crate::train::{Adam, Trainer};
+use crate::nn::Sequential;
+use crate::train::{GradientStep, Loss, Replicas, ShardResult, replica_step, shard_sizes};
 use crate::{Error, Result};
 
 mod group;
@@ -286,28 +289,25 @@ impl Strategy {
     }
 
     /// Builds one copy of a model per device, as `with strategy.scope(): build_model()`:
-    /// `build` gets the variables' builder (drawing initial weights from `seed`) and the
-    /// replica's number (for per-replica seeds); then every replica's variables are set
-    /// to the first replica's, so all start equal.
-    pub fn replicate<M>(
+    /// `build` gets the device and the replica's number (for per-replica dropout
+    /// seeds); then every replica's variables are set to the first replica's, so all
+    /// start equal.
+    pub fn replicate(
         &self,
-        dtype: DType,
-        seed: u64,
-        build: impl Fn(VarBuilder, usize) -> candle_core::Result<M>,
-    ) -> Result<Mirrored<M>> {
-        let mut replicas = Vec::with_capacity(self.devices.len());
-        for (r, device) in self.devices.iter().enumerate() {
-            let varmap = VarMap::new();
-            let vb = crate::nn::weights::seeded_var_builder(&varmap, seed, dtype, device);
-            let model = build(vb, r)?;
-            replicas.push((model, varmap));
-        }
-        let mirrored = Mirrored {
-            replicas,
+        build: impl Fn(&Device, usize) -> Result<Sequential>,
+    ) -> Result<Mirrored> {
+        let models = self
+            .devices
+            .iter()
+            .enumerate()
+            .map(|(r, device)| build(device, r))
+            .collect::<Result<Vec<_>>>()?;
+        broadcast_from_first(&models)?;
+        Ok(Mirrored {
+            models,
             all_reduce: self.all_reduce,
-        };
-        mirrored.broadcast_from_first()?;
-        Ok(mirrored)
+            group: None,
+        })
     }
 }
 
@@ -350,101 +350,37 @@ fn cuda_device_count() -> usize {
     (0..64).take_while(|&i| Device::new_cuda(i).is_ok()).count()
 }
 
-/// One model per device, equal weights: what [`Strategy::replicate`] builds.
-pub struct Mirrored<M> {
-    replicas: Vec<(M, VarMap)>,
+/// One model per device, equal weights: what [`Strategy::replicate`] builds, and what
+/// `Trainer::compile` takes to train them in step.
+pub struct Mirrored {
+    models: Vec<Sequential>,
     all_reduce: AllReduce,
+    /// With several processes: the group, this process's first shard and the shards of
+    /// a global batch in all.
+    group: Option<(ProcessGroup, usize, usize)>,
 }
 
-impl<M> Mirrored<M> {
-    /// The first replica: the model to evaluate, save and predict with.
-    pub fn primary(&self) -> (&M, &VarMap) {
-        let (model, weights) = &self.replicas[0];
-        (model, weights)
+impl Mirrored {
+    /// The first replica.
+    pub fn primary(&self) -> &Sequential {
+        &self.models[0]
     }
 
     /// Every replica.
-    pub fn replicas(&self) -> &[(M, VarMap)] {
-        &self.replicas
+    pub fn replicas(&self) -> &[Sequential] {
+        &self.models
     }
 
-    /// Sets every replica's variables to the first replica's (after building, or after
-    /// loading weights into the first).
-    pub fn broadcast_from_first(&self) -> Result<()> {
-        let (_, first) = &self.replicas[0];
-        let source = crate::nn::weights::lock(first)?;
-        for (_, weights) in &self.replicas[1..] {
-            let vars = crate::nn::weights::lock(weights)?;
-            for (name, var) in vars.iter() {
-                let Some(from) = source.get(name) else {
-                    return Err(Error::Training(format!(
-                        "a replica has a variable {name} that the first one lacks; build every replica with the same code"
-                    )));
-                };
-                var.set(&from.as_tensor().to_device(var.device())?)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The largest difference between any replica's trained weights and the first
-    /// replica's: 0 while they are in sync. Batch norm's running statistics are left
-    /// out: each replica keeps its own, from its own shards.
-    pub fn max_divergence(&self) -> Result<f32> {
-        let (_, first) = &self.replicas[0];
-        let source: std::collections::HashMap<String, candle_core::Var> =
-            crate::nn::weights::trainable_named(first)?
-                .into_iter()
-                .collect();
-        let mut worst = 0f32;
-        for (_, weights) in &self.replicas[1..] {
-            for (name, var) in crate::nn::weights::trainable_named(weights)? {
-                if let Some(from) = source.get(&name) {
-                    let diff = (var.as_tensor().to_device(&Device::Cpu)?
-                        - from.as_tensor().to_device(&Device::Cpu)?)?
-                    .abs()?
-                    .flatten_all()?
-                    .max(0)?
-                    .to_dtype(DType::F32)?
-                    .to_scalar::<f32>()?;
-                    worst = worst.max(diff);
-                }
-            }
-        }
-        Ok(worst)
-    }
-}
-
-impl<M: ModuleT + Sync> Mirrored<M> {
-    /// A trainer over every replica, each with an optimiser from `make_optimizer` (call
-    /// it the same way for each).
-    pub fn trainer(&self, make_optimizer: impl Fn(&VarMap) -> Result<Adam>) -> Result<Trainer<'_>> {
-        let trainer = Trainer::mirrored(
-            self.replicas
-                .iter()
-                .map(|(m, w)| (m as &(dyn ModuleT + Sync), w))
-                .collect(),
-            make_optimizer,
-        )?;
-        Ok(match self.all_reduce {
-            AllReduce::HostMemory => trainer,
-            AllReduce::Nccl => trainer.with_nccl(self.nccl_comms()?),
-        })
-    }
-
-    /// A trainer for this process's share of a group of processes (one per machine or
-    /// per GPU, see [`ProcessGroup`]): this process must hold one CUDA replica, and
-    /// gradients are summed across processes by NCCL. Each process reads the same global
-    /// batches and trains on its shard of each.
-    pub fn trainer_in_group(
-        &self,
-        group: &ProcessGroup,
-        make_optimizer: impl Fn(&VarMap) -> Result<Adam>,
-    ) -> Result<Trainer<'_>> {
+    /// This process's share of a group of processes (one per machine or per GPU, see
+    /// [`ProcessGroup`]): it must hold one CUDA replica, and gradients are summed across
+    /// processes by NCCL. Each process reads the same global batches and trains on its
+    /// shard of each.
+    pub fn in_group(mut self, group: &ProcessGroup) -> Result<Self> {
         if group.world_size == 1 {
-            return self.trainer(make_optimizer);
+            return Ok(self);
         }
-        if self.replicas.len() != 1 || self.all_reduce_capable().is_err() {
+        let on_cuda = self.models.iter().all(|m| m.device().is_cuda());
+        if self.models.len() != 1 || !on_cuda || !cfg!(feature = "nccl") {
             return Err(Error::Device {
                 spec: format!("rank {} of {}", group.rank, group.world_size),
                 detail: "several processes train together through NCCL, with one CUDA GPU each"
@@ -453,63 +389,302 @@ impl<M: ModuleT + Sync> Mirrored<M> {
                     .into(),
             });
         }
-        let comm = self.group_comm(group)?;
         let shards = group.shards(1);
-        Ok(self
-            .trainer(make_optimizer)?
-            .with_nccl(vec![comm])
-            .with_shards(shards.start, group.world_size))
+        self.group = Some((group.clone(), shards.start, group.world_size));
+        self.all_reduce = AllReduce::Nccl;
+        Ok(self)
     }
 
-    fn all_reduce_capable(&self) -> Result<()> {
-        let on_cuda = self
-            .replicas
-            .iter()
-            .all(|(_, w)| w.all_vars().first().is_some_and(|v| v.device().is_cuda()));
-        if on_cuda && cfg!(feature = "nccl") {
-            Ok(())
-        } else {
-            Err(Error::Training("no NCCL here".into()))
+    /// The largest difference between any replica's trained weights and the first
+    /// replica's: 0 while they are in sync.
+    pub fn max_divergence(&self) -> Result<f32> {
+        max_divergence(&self.models)
+    }
+}
+
+/// Sets every replica's variables to the first replica's (after building, or after
+/// loading weights into the first).
+pub fn broadcast_from_first(models: &[Sequential]) -> Result<()> {
+    let Some((first, rest)) = models.split_first() else {
+        return Ok(());
+    };
+    let source = crate::nn::weights::lock(first.weights())?;
+    for model in rest {
+        let vars = crate::nn::weights::lock(model.weights())?;
+        for (name, var) in vars.iter() {
+            let Some(from) = source.get(name) else {
+                return Err(Error::Training(format!(
+                    "a replica has a variable {name} that the first one lacks; build every replica with the same code"
+                )));
+            };
+            var.set(&from.as_tensor().to_device(var.device())?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The largest difference between any replica's trained weights and the first
+/// replica's: 0 while they are in sync. Batch norm's moving statistics are left out:
+/// each replica keeps its own, from its own shards.
+pub fn max_divergence(models: &[Sequential]) -> Result<f32> {
+    let Some((first, rest)) = models.split_first() else {
+        return Ok(0.0);
+    };
+    let source: std::collections::HashMap<String, candle_core::Var> =
+        first.trainable_variables()?.into_iter().collect();
+    let mut worst = 0f32;
+    for model in rest {
+        for (name, var) in model.trainable_variables()? {
+            if let Some(from) = source.get(&name) {
+                worst = worst.max(max_abs_diff(var.as_tensor(), from.as_tensor())?);
+            }
+        }
+    }
+    Ok(worst)
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+    Ok((a.to_device(&Device::Cpu)? - b.to_device(&Device::Cpu)?)?
+        .abs()?
+        .flatten_all()?
+        .max(0)?
+        .to_dtype(DType::F32)?
+        .to_scalar::<f32>()?)
+}
+
+impl From<Mirrored> for Replicas {
+    fn from(mirrored: Mirrored) -> Self {
+        let step = MirroredStep::new(&mirrored);
+        Replicas {
+            models: mirrored.models,
+            step: Box::new(step),
+        }
+    }
+}
+
+/// A step on replicas: shards of the batch on threads, gradients averaged through
+/// host memory or by NCCL.
+struct MirroredStep {
+    /// This process's first shard and the shards of a batch in all.
+    shards: Option<(usize, usize)>,
+    /// One NCCL communicator per replica; empty: through host memory.
+    nccl: Vec<NcclComm>,
+    /// Why NCCL could not start, said at the first step.
+    nccl_error: Option<String>,
+    describe: String,
+}
+
+impl MirroredStep {
+    fn new(mirrored: &Mirrored) -> Self {
+        let mut step = MirroredStep {
+            shards: mirrored
+                .group
+                .as_ref()
+                .map(|(_, first, total)| (*first, *total)),
+            nccl: Vec::new(),
+            nccl_error: None,
+            describe: format!("{} replicas", mirrored.models.len()),
+        };
+        if mirrored.all_reduce == AllReduce::Nccl {
+            let comms = match &mirrored.group {
+                Some((group, _, _)) => group_comm(&mirrored.models[0], group).map(|c| vec![c]),
+                None => nccl_comms(&mirrored.models),
+            };
+            match comms {
+                Ok(comms) => step.nccl = comms,
+                Err(e) => step.nccl_error = Some(e.to_string()),
+            }
+        }
+        step
+    }
+}
+
+impl GradientStep for MirroredStep {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn own_samples(&self, total: usize) -> std::ops::Range<usize> {
+        match self.shards {
+            None => 0..total,
+            Some((first, count)) => {
+                let all = shard_sizes(total, count);
+                let start: usize = all[..first].iter().sum();
+                let len: usize = all[first..first + 1].iter().sum();
+                start..start + len
+            }
         }
     }
 
-    #[cfg(feature = "nccl")]
-    fn group_comm(&self, group: &ProcessGroup) -> Result<NcclComm> {
-        let device = self.replicas[0]
-            .1
-            .all_vars()
-            .first()
-            .map_or(Device::Cpu, |v| v.device().clone());
-        NcclComm::for_rank(&device, group)
+    fn gradients(
+        &mut self,
+        replicas: &[Sequential],
+        x: &Tensor,
+        y: &Tensor,
+        loss: Loss,
+        class_weight: Option<&[f64]>,
+    ) -> Result<Vec<Option<ShardResult>>> {
+        if let Some(e) = &self.nccl_error {
+            return Err(Error::Training(e.clone()));
+        }
+        let total = x.dim(0)?;
+        let (first, count) = self.shards.unwrap_or((0, replicas.len()));
+        let all = shard_sizes(total, count);
+        let shards = &all[first..first + replicas.len()];
+        let mut start: usize = all[..first].iter().sum();
+        let nccl = &self.nccl;
+        let mut results: Vec<Option<ShardResult>> = std::thread::scope(|scope| {
+            let mut handles = Vec::new();
+            for (r, (model, &size)) in replicas.iter().zip(shards).enumerate() {
+                let comm = nccl.get(r);
+                let begin = start;
+                start += size;
+                handles.push(scope.spawn(move || -> Result<Option<ShardResult>> {
+                    let result = if size == 0 {
+                        None
+                    } else {
+                        let xs = x.narrow(0, begin, size)?;
+                        let ys = y.narrow(0, begin, size)?;
+                        Some(replica_step(model, loss, &xs, &ys, class_weight)?)
+                    };
+                    match comm {
+                        // Every replica sums its share of the gradients on its GPU, an
+                        // idle one adding zeros.
+                        Some(comm) => nccl_average(comm, model, result, size, total),
+                        None => Ok(result),
+                    }
+                }));
+            }
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .map_err(|_| Error::Training("a replica's thread panicked".into()))?
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        if !self.nccl.is_empty() {
+            return Ok(results);
+        }
+        if self.shards.is_some() {
+            return Err(Error::Training(
+                "shards of a batch spread over several processes need NCCL to sum their gradients"
+                    .into(),
+            ));
+        }
+        host_average(replicas, &mut results, total)?;
+        Ok(results)
     }
+}
 
-    #[cfg(not(feature = "nccl"))]
-    fn group_comm(&self, _group: &ProcessGroup) -> Result<NcclComm> {
-        Err(Error::Training(
-            "this build has no NCCL; rebuild with --features nccl".into(),
-        ))
-    }
+/// NCCL's sum of every replica's share of the gradients, on its own GPU.
+fn nccl_average(
+    comm: &NcclComm,
+    model: &Sequential,
+    result: Option<ShardResult>,
+    size: usize,
+    total: usize,
+) -> Result<Option<ShardResult>> {
+    let vars = model.trainable_variables()?;
+    let mut result = match result {
+        Some(r) => r,
+        None => ShardResult {
+            samples: 0,
+            loss: 0.0,
+            probabilities: Vec::new(),
+            grads: match vars.first() {
+                Some((_, v)) => empty_grads(v)?,
+                None => return Ok(None),
+            },
+        },
+    };
+    comm.all_reduce_grads(&mut result.grads, &vars, size as f64 / total.max(1) as f64)?;
+    Ok(Some(result))
+}
 
-    #[cfg(feature = "nccl")]
-    fn nccl_comms(&self) -> Result<Vec<NcclComm>> {
-        let devices: Vec<Device> = self
-            .replicas
-            .iter()
-            .map(|(_, w)| {
-                w.all_vars()
-                    .first()
-                    .map_or(Device::Cpu, |v| v.device().clone())
-            })
-            .collect();
-        NcclComm::for_devices(&devices)
+/// All-reduce through host memory: the shard-size-weighted mean of the gradients,
+/// summed on the CPU, handed to every replica.
+fn host_average(
+    replicas: &[Sequential],
+    results: &mut [Option<ShardResult>],
+    total: usize,
+) -> Result<()> {
+    let named: Vec<Vec<(String, candle_core::Var)>> = replicas
+        .iter()
+        .map(Sequential::trainable_variables)
+        .collect::<Result<_>>()?;
+    for (j, (name, _)) in named[0].iter().enumerate() {
+        let mut sum: Option<Tensor> = None;
+        for (r, result) in results.iter().enumerate() {
+            let Some(result) = result else { continue };
+            let Some(g) = result.grads.get(&named[r][j].1) else {
+                continue;
+            };
+            let g = (g.to_device(&Device::Cpu)? * (result.samples as f64 / total as f64))?;
+            sum = Some(match sum {
+                Some(s) => (s + g)?,
+                None => g,
+            });
+        }
+        let Some(sum) = sum else { continue };
+        for (r, model) in replicas.iter().enumerate() {
+            let var = &named[r][j].1;
+            if named[r][j].0 != *name {
+                return Err(Error::Training(format!(
+                    "replica {r} has {} where the first has {name}; replicas must be built alike",
+                    named[r][j].0
+                )));
+            }
+            let averaged = sum.to_device(model.device())?;
+            match &mut results[r] {
+                Some(result) => {
+                    result.grads.insert(var, averaged);
+                }
+                empty => {
+                    let mut store = empty_grads(var)?;
+                    store.insert(var, averaged);
+                    *empty = Some(ShardResult {
+                        samples: 0,
+                        loss: 0.0,
+                        probabilities: Vec::new(),
+                        grads: store,
+                    });
+                }
+            }
+        }
     }
+    Ok(())
+}
 
-    #[cfg(not(feature = "nccl"))]
-    fn nccl_comms(&self) -> Result<Vec<NcclComm>> {
-        Err(Error::Training(
-            "this build has no NCCL; rebuild with --features nccl".into(),
-        ))
-    }
+/// A GradStore to put averaged gradients in, for a replica whose shard was empty: the
+/// gradients of a zero made from the variable.
+fn empty_grads(var: &candle_core::Var) -> Result<GradStore> {
+    Ok((var.as_tensor().sum_all()? * 0.0)?.backward()?)
+}
+
+#[cfg(feature = "nccl")]
+fn group_comm(model: &Sequential, group: &ProcessGroup) -> Result<NcclComm> {
+    NcclComm::for_rank(model.device(), group)
+}
+
+#[cfg(not(feature = "nccl"))]
+fn group_comm(_model: &Sequential, _group: &ProcessGroup) -> Result<NcclComm> {
+    Err(Error::Training(
+        "this build has no NCCL; rebuild with --features nccl".into(),
+    ))
+}
+
+#[cfg(feature = "nccl")]
+fn nccl_comms(models: &[Sequential]) -> Result<Vec<NcclComm>> {
+    let devices: Vec<Device> = models.iter().map(|m| m.device().clone()).collect();
+    NcclComm::for_devices(&devices)
+}
+
+#[cfg(not(feature = "nccl"))]
+fn nccl_comms(_models: &[Sequential]) -> Result<Vec<NcclComm>> {
+    Err(Error::Training(
+        "this build has no NCCL; rebuild with --features nccl".into(),
+    ))
 }
 
 /// What `cxr devices --check` measures on each device: one training step of the
@@ -535,76 +710,51 @@ pub fn check_strategy(
     per_replica: usize,
     steps: usize,
 ) -> Result<DeviceCheck> {
-    use std::sync::Arc;
-
     use crate::data::Pipeline;
-    use crate::nn::{XrayCnnConfig, xray_cnn};
-    use crate::train::{Adam, Constant, FitOptions};
+    use crate::nn::{XrayCnnConfig, xray_cnn_on};
+    use crate::train::{Adam, Fit, Trainer};
     use rand::{Rng, SeedableRng};
 
     let global = strategy.global_batch_size(per_replica);
-    let build = |vb: VarBuilder, replica: usize| {
-        xray_cnn(
-            XrayCnnConfig {
-                image_size: (image, image),
-                seed: replica as u64,
-                ..Default::default()
-            },
-            vb,
-        )
+    let build = |device: &Device, replica: usize| {
+        let cfg = XrayCnnConfig {
+            image_size: (image, image),
+            seed: replica as u64,
+            ..Default::default()
+        };
+        xray_cnn_on(cfg, device)
     };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let pixels: Vec<f32> = (0..global * 3 * image * image)
         .map(|_| rng.random_range(0.0..255.0))
         .collect();
-    let x = candle_core::Tensor::from_vec(pixels, (global, 3, image, image), &Device::Cpu)?;
-    let y = candle_core::Tensor::from_iter((0..global).map(|i| (i % 2) as f32), &Device::Cpu)?
+    let x = Tensor::from_vec(pixels, (global, 3, image, image), &Device::Cpu)?;
+    let y = Tensor::from_iter((0..global).map(|i| (i % 2) as f32), &Device::Cpu)?
         .reshape((global, 1))?;
     let data = Pipeline::from_vec(vec![(x, y)]);
-    let options = |steps| FitOptions {
-        epochs: 1,
-        steps_per_epoch: Some(steps),
-        progress: false,
-        ..Default::default()
-    };
-    let adam = |w: &VarMap| Adam::new(w, Arc::new(Constant(1e-3)));
+    let fit = |steps| Fit::epochs(1).steps_per_epoch(steps).quiet();
+    let compile = |m: Mirrored| Trainer::compile(m, Adam::new(1e-3), Loss::BinaryCrossentropy, &[]);
 
-    // The reference: the same replicas, all on the CPU.
-    let reference =
-        Strategy::cpu_replicas(strategy.num_replicas_in_sync())?.replicate(DType::F32, 1, build)?;
-    let checked = strategy.replicate(DType::F32, 1, build)?;
-    let (_, from) = reference.primary();
-    let (_, to) = checked.primary();
-    {
-        let source = crate::nn::weights::lock(from)?;
-        for (name, var) in crate::nn::weights::lock(to)?.iter() {
-            if let Some(s) = source.get(name) {
-                var.set(&s.as_tensor().to_device(var.device())?)?;
-            }
-        }
-    }
-    checked.broadcast_from_first()?;
-    reference
-        .trainer(adam)?
-        .fit(&data, None, &options(1), &mut [])?;
-    let mut trainer = checked.trainer(adam)?;
-    trainer.fit(&data, None, &options(1), &mut [])?;
+    // The reference: the same replicas, all on the CPU, from the same weights.
+    let reference = Strategy::cpu_replicas(strategy.num_replicas_in_sync())?.replicate(build)?;
+    let checked = strategy.replicate(build)?;
+    copy_weights(reference.primary(), checked.primary())?;
+    broadcast_from_first(checked.replicas())?;
+    let mut reference = compile(reference)?;
+    reference.fit(&data, fit(1))?;
+    let mut trainer = compile(checked)?;
+    trainer.fit(&data, fit(1))?;
     let mut worst = 0f32;
     {
-        let source = crate::nn::weights::lock(from)?;
-        for (name, var) in crate::nn::weights::lock(to)?.iter() {
+        let source = crate::nn::weights::lock(reference.model().weights())?;
+        for (name, var) in crate::nn::weights::lock(trainer.model().weights())?.iter() {
             if let Some(s) = source.get(name) {
-                let diff = (var.as_tensor().to_device(&Device::Cpu)? - s.as_tensor())?
-                    .abs()?
-                    .flatten_all()?
-                    .max(0)?
-                    .to_scalar::<f32>()?;
-                worst = worst.max(diff);
+                worst = worst.max(max_abs_diff(var.as_tensor(), s.as_tensor())?);
             }
         }
     }
     let start = std::time::Instant::now();
-    trainer.fit(&data, None, &options(steps), &mut [])?;
+    trainer.fit(&data, fit(steps))?;
     let per_step = start.elapsed().as_secs_f64() / steps.max(1) as f64;
     Ok(DeviceCheck {
         strategy: strategy.to_string(),
@@ -612,4 +762,15 @@ pub fn check_strategy(
         images_per_second: global as f64 / per_step,
         global_batch: global,
     })
+}
+
+/// Sets `to`'s variables to `from`'s, across devices.
+fn copy_weights(from: &Sequential, to: &Sequential) -> Result<()> {
+    let source = crate::nn::weights::lock(from.weights())?;
+    for (name, var) in crate::nn::weights::lock(to.weights())?.iter() {
+        if let Some(s) = source.get(name) {
+            var.set(&s.as_tensor().to_device(var.device())?)?;
+        }
+    }
+    Ok(())
 }

@@ -4,6 +4,7 @@
 //! disk, so that every later step (resize, tensor, figure) can still say which file it is.
 
 mod affine;
+mod decode;
 mod histogram;
 mod resize;
 mod tf_resize;
@@ -11,15 +12,15 @@ mod tf_resize;
 pub use affine::{
     FillMode, FloatImage, IDENTITY, Matrix, affine_transform, keras_transform, matmul,
 };
+pub use decode::{check_header, check_size, decode, ends_complete, sniff};
 pub use histogram::{Histogram, Mask, bitwise_and, calc_hist};
 pub use resize::{Filter, resize};
 pub use tf_resize::resize_bilinear_tf;
 
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use image::{DynamicImage, ImageFormat, ImageReader};
+use image::{DynamicImage, ImageFormat};
 
 use crate::{Error, Result};
 
@@ -101,14 +102,22 @@ impl XRay {
         Self::open_with(path, LoadOptions::default())
     }
 
-    /// Opens a file with explicit [`LoadOptions`].
+    /// Opens a file with explicit [`LoadOptions`], through the guarded [`decode`].
     pub fn open_with(path: impl AsRef<Path>, options: LoadOptions) -> Result<Self> {
         let path = path.as_ref();
-        let info = probe(path, options)?;
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let image = image::load_from_memory_with_format(&bytes, info.format)
-            .map_err(|e| decode_error(path, e))?;
-        Self::from_image(path, image)
+        let bytes = read_file(path)?;
+        Self::from_image(path, decode(&bytes, path, options)?)
+    }
+
+    /// Decodes an image file's bytes (from a TFRecord, say) through the guarded
+    /// [`decode`]; `origin` names it in errors.
+    pub fn from_bytes(
+        bytes: &[u8],
+        origin: impl AsRef<Path>,
+        options: LoadOptions,
+    ) -> Result<Self> {
+        let origin = origin.as_ref();
+        Self::from_image(origin, decode(bytes, origin, options)?)
     }
 
     /// Wraps an image that is already in memory; `path` is only used in messages and titles.
@@ -205,6 +214,17 @@ impl XRay {
         self.resize(((w / 2).max(1), (h / 2).max(1)))
     }
 
+    /// A mirror image, left and right swapped (`cv2.flip(img, 1)`, Keras's
+    /// `horizontal_flip`).
+    pub fn fliplr(&self) -> Self {
+        self.with_image(self.image.fliph())
+    }
+
+    /// Upside down (`cv2.flip(img, 0)`, Keras's `vertical_flip`).
+    pub fn flipud(&self) -> Self {
+        self.with_image(self.image.flipv())
+    }
+
     /// An 8-bit grayscale copy (16-bit values are scaled down, colour is weighted as Pillow's `convert("L")`).
     pub fn to_gray(&self) -> Self {
         self.with_image(DynamicImage::ImageLuma8(self.image.to_luma8()))
@@ -265,7 +285,7 @@ impl XRay {
 
     /// Shows the X-ray inline in a Jupyter notebook (the evcxr kernel calls this).
     pub fn evcxr_display(&self) {
-        crate::plot::evcxr_show_png(&crate::plot::encode_png(&self.image.to_rgb8()));
+        crate::display::show_png(&crate::display::encode_png(&self.image.to_rgb8()));
     }
 }
 
@@ -289,34 +309,13 @@ pub struct ImageInfo {
     pub format: ImageFormat,
 }
 
-/// Checks a file as far as it can be checked without decoding it: that it is a JPEG or
-/// PNG, that its size is neither zero nor over the limit, and that a JPEG is not cut short.
+/// Checks a file as far as it can be checked without decoding its pixels: that it is
+/// a JPEG or PNG, that its size is neither zero nor over the limit, and that the stream
+/// is not cut short.
 pub fn probe(path: impl AsRef<Path>, options: LoadOptions) -> Result<ImageInfo> {
     let path = path.as_ref();
-    let (width, height, format) = read_header(path)?;
-    let pixels = u64::from(width) * u64::from(height);
-    if pixels == 0 {
-        return Err(Error::EmptyImage {
-            path: path.into(),
-            width,
-            height,
-        });
-    }
-    if pixels > options.max_pixels {
-        return Err(Error::TooLarge {
-            path: path.into(),
-            width,
-            height,
-            pixels,
-            limit: options.max_pixels,
-        });
-    }
-    if format == ImageFormat::Jpeg && !jpeg_is_complete(path)? {
-        return Err(Error::CorruptImage {
-            path: path.into(),
-            detail: "the JPEG ends before its end-of-image marker".into(),
-        });
-    }
+    let bytes = read_file(path)?;
+    let (width, height, format) = check_header(&bytes, path, options)?;
     Ok(ImageInfo {
         width,
         height,
@@ -324,73 +323,13 @@ pub fn probe(path: impl AsRef<Path>, options: LoadOptions) -> Result<ImageInfo> 
     })
 }
 
-fn read_header(path: &Path) -> Result<(u32, u32, ImageFormat)> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+/// A file's bytes; a folder where a file was expected is named as such.
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    if path.is_dir() {
         return Err(Error::NotAnImage {
             path: path.into(),
-            detail: "it is a folder".into(),
+            detail: "it is a folder; give an image file".into(),
         });
     }
-    let reader = ImageReader::new(BufReader::new(file))
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
-    let format = match reader.format() {
-        Some(f @ (ImageFormat::Jpeg | ImageFormat::Png)) => f,
-        Some(other) => {
-            return Err(Error::NotAnImage {
-                path: path.into(),
-                detail: format!("{other:?} files are not supported"),
-            });
-        }
-        None => {
-            return Err(Error::NotAnImage {
-                path: path.into(),
-                detail: "its first bytes are neither JPEG nor PNG".into(),
-            });
-        }
-    };
-    let (width, height) = reader
-        .into_dimensions()
-        .map_err(|e| decode_error(path, e))?;
-    Ok((width, height, format))
-}
-
-/// Pillow raises "image file is truncated" for a JPEG cut short; Rust decoders may fill
-/// the missing rows with grey instead, so look for the end-of-image marker ourselves,
-/// tolerating the zero padding some scanners write after it.
-fn jpeg_is_complete(path: &Path) -> Result<bool> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    let tail_len = len.min(4096);
-    let mut tail = vec![0; tail_len as usize];
-    file.seek(SeekFrom::Start(len - tail_len))
-        .and_then(|_| file.read_exact(&mut tail))
-        .map_err(|e| Error::io(path, e))?;
-    let end = tail.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    Ok(tail[..end].ends_with(&[0xFF, 0xD9]))
-}
-
-fn decode_error(path: &Path, err: image::ImageError) -> Error {
-    use image::ImageError as E;
-    match err {
-        E::Unsupported(e) => Error::NotAnImage {
-            path: path.into(),
-            detail: e.to_string(),
-        },
-        E::Limits(e) => Error::CorruptImage {
-            path: path.into(),
-            detail: format!("it asks for more memory than allowed: {e}"),
-        },
-        E::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Error::CorruptImage {
-            path: path.into(),
-            detail: "the file ends too early".into(),
-        },
-        E::IoError(e) => Error::io(path, e),
-        other => Error::CorruptImage {
-            path: path.into(),
-            detail: other.to_string(),
-        },
-    }
+    std::fs::read(path).map_err(|e| Error::io(path, e))
 }

@@ -1,473 +1,596 @@
-//! Layers candle lacks, or has with other semantics than Keras's, each in candle's
-//! shape: a `Copy` config with `Default`, a constructor taking the `VarBuilder` last,
-//! and a `Module` or `ModuleT` impl (introduced in chapter 4).
+//! Keras's layers, by their Keras names, for [`super::Sequential::add`] (introduced in
+//! chapter 4): each is a small description that builds its weights once it knows the
+//! shape of its input, as `keras.layers` do.
 //!
-//! Initial weights follow Keras: Glorot-uniform kernels, zero biases.
+//! ```text
+//! Keras                                              cxr
+//! layers.Conv2D(16, 3, activation="relu",            Conv2D::new(16, 3).relu().padding_same()
+//!               padding="same")
+//! layers.SeparableConv2D(32, 3, activation="relu",   SeparableConv2D::new(32, 3).relu().padding_same()
+//!                        padding="same")
+//! layers.BatchNormalization()                        BatchNormalization::new()
+//! layers.MaxPool2D()                                 MaxPool2D::new()
+//! layers.Dropout(0.2)                                Dropout::new(0.2)
+//! layers.Flatten()                                   Flatten
+//! layers.Dense(512, activation="relu")               Dense::new(512).relu()
+//! layers.Rescaling(1.0 / 255)                        Rescaling::new(1.0 / 255.0)
+//! layers.GlobalAveragePooling2D()                    GlobalAveragePooling2D
+//! ```
+//!
+//! Shapes are channels first, `(C, H, W)`, as candle's convolutions take them; Keras
+//! writes `(H, W, C)`.
 
-use candle_core::{DType, Module, ModuleT, Result, Tensor, Var};
-use candle_nn::{Conv2d, Conv2dConfig, Init, Linear, VarBuilder};
+use super::modules::{
+    self, BatchNormConfig, GlobalPool, SeparableConv2dConfig, glorot_uniform, max_pool2d,
+};
+use super::sequential::{BuildContext, Built, Layer};
+use crate::{Error, Result};
 
-/// Keras's default kernel initialiser: uniform in `±sqrt(6 / (fan_in + fan_out))`.
-pub fn glorot_uniform(fan_in: usize, fan_out: usize) -> Init {
-    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
-    Init::Uniform {
-        lo: -limit,
-        up: limit,
-    }
+pub use super::modules::{Flatten, ReLU};
+
+/// What a layer applies to its output (Keras's `activation=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// The output as it is (Keras's default, `None`).
+    #[default]
+    Linear,
+    /// `max(x, 0)`.
+    Relu,
 }
 
-/// A convolution with `padding = k / 2` ("same" for odd kernels) and stride 1, Keras's
-/// `Conv2D(filters, k, padding="same")`; weights `(out, in, k, k)` as in PyTorch. On the
-/// CPU its gradients go through [`super::kernels::conv2d`].
-#[derive(Debug, Clone)]
-pub struct Conv2dSame {
-    weight: Tensor,
-    bias: Tensor,
-    padding: usize,
-    relu: bool,
+/// How a convolution treats the border (Keras's `padding=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Padding {
+    /// No padding: the output is `k - 1` smaller (Keras's default).
+    #[default]
+    Valid,
+    /// Zeros around the input so that the output keeps its size.
+    Same,
 }
 
-/// Builds a [`Conv2dSame`] with weights `weight` `(out, in, k, k)` and `bias` `(out)`.
-pub fn conv2d_same(
-    in_channels: usize,
-    out_channels: usize,
-    k: usize,
-    vb: VarBuilder,
-) -> Result<Conv2dSame> {
-    let init = glorot_uniform(in_channels * k * k, out_channels * k * k);
-    let weight = vb.get_with_hints((out_channels, in_channels, k, k), "weight", init)?;
-    let bias = vb.get_with_hints(out_channels, "bias", Init::Const(0.0))?;
-    Ok(Conv2dSame {
-        weight,
-        bias,
-        padding: k / 2,
-        relu: false,
-    })
-}
-
-impl Conv2dSame {
-    /// With ReLU applied to the output, Keras's `activation="relu"`; on the CPU it is
-    /// fused into the convolution (one op, one pass fewer each way).
-    pub fn with_relu(self) -> Self {
-        Self { relu: true, ..self }
-    }
-}
-
-impl Module for Conv2dSame {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let bias = Some(&self.bias);
-        match self.relu {
-            true => super::kernels::conv2d_bias_relu(xs, &self.weight, bias, self.padding),
-            false => super::kernels::conv2d_bias(xs, &self.weight, bias, self.padding),
+impl Padding {
+    fn pixels(self, k: usize) -> usize {
+        match self {
+            Padding::Valid => 0,
+            Padding::Same => k / 2,
         }
     }
 }
 
-/// A fully connected layer, Keras's `Dense(units)`; weight `(out, in)` as in PyTorch.
-pub fn dense(in_features: usize, out_features: usize, vb: VarBuilder) -> Result<Linear> {
-    let weight = vb.get_with_hints(
-        (out_features, in_features),
-        "weight",
-        glorot_uniform(in_features, out_features),
-    )?;
-    let bias = vb.get_with_hints(out_features, "bias", Init::Const(0.0))?;
-    Ok(Linear::new(weight, Some(bias)))
+fn image_shape(kind: &str, input: &[usize]) -> Result<(usize, usize, usize)> {
+    match input {
+        &[c, h, w] => Ok((c, h, w)),
+        other => Err(Error::BadArgument(format!(
+            "{kind} takes images (channels, height, width), not a shape {other:?}; \
+             put it before Flatten"
+        ))),
+    }
 }
 
-/// Keras's `MaxPool2D()`: the maximum of each `k` x `k` window, stride `k`, and a last row
-/// or column that does not fill a window is dropped (45 x 45 becomes 22 x 22).
-///
-/// Not candle's `max_pool2d`, whose backward pass in candle 0.11.1 scales the gradient
-/// by 1/k² and misplaces it when the size is odd (`tests/nn_gradients.rs` shows both):
-/// on the CPU a fused kernel ([`super::kernels::max_pool2d`]) whose gradient goes to the
-/// first maximum of each window, as PyTorch's does; elsewhere a reshape and two `max`
-/// reductions, where tied maxima each get the gradient.
-pub fn max_pool2d(xs: &Tensor, k: usize) -> Result<Tensor> {
-    let (n, c, h, w) = xs.dims4()?;
-    let (ho, wo) = (h / k, w / k);
-    if ho == 0 || wo == 0 {
-        candle_core::bail!("max_pool2d: a {h} x {w} input is smaller than the {k} x {k} window");
+fn conv_output(
+    kind: &str,
+    (h, w): (usize, usize),
+    k: usize,
+    padding: Padding,
+) -> Result<(usize, usize)> {
+    let p = padding.pixels(k);
+    if h + 2 * p < k || w + 2 * p < k || k == 0 {
+        return Err(Error::BadArgument(format!(
+            "{kind}: a {k} x {k} kernel does not fit a {h} x {w} input"
+        )));
     }
-    if let Some(pooled) = super::kernels::max_pool2d(xs, k)? {
-        return Ok(pooled);
-    }
-    xs.narrow(2, 0, ho * k)?
-        .narrow(3, 0, wo * k)?
-        .reshape((n, c, ho, k, wo, k))?
-        .max(5)?
-        .max(3)
+    Ok((h + 2 * p - k + 1, w + 2 * p - k + 1))
 }
 
-/// [`max_pool2d`] as a layer.
+/// Keras's `Conv2D(filters, kernel_size)`: a full convolution, stride 1, with a bias;
+/// Glorot-uniform weights `(filters, channels, k, k)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MaxPool2d {
-    /// Window size and stride.
-    pub k: usize,
+pub struct Conv2D {
+    /// Output channels.
+    pub filters: usize,
+    /// The kernel's side.
+    pub kernel_size: usize,
+    /// `Valid` unless told.
+    pub padding: Padding,
+    /// `Linear` unless told.
+    pub activation: Activation,
 }
 
-impl Default for MaxPool2d {
-    fn default() -> Self {
-        Self { k: 2 }
+impl Conv2D {
+    /// `filters` kernels of `kernel_size` x `kernel_size`.
+    pub fn new(filters: usize, kernel_size: usize) -> Self {
+        Conv2D {
+            filters,
+            kernel_size,
+            padding: Padding::Valid,
+            activation: Activation::Linear,
+        }
+    }
+
+    /// `activation="relu"` (fused into the convolution on the CPU).
+    pub fn relu(self) -> Self {
+        Self {
+            activation: Activation::Relu,
+            ..self
+        }
+    }
+
+    /// `padding="same"`.
+    pub fn padding_same(self) -> Self {
+        Self {
+            padding: Padding::Same,
+            ..self
+        }
     }
 }
 
-impl Module for MaxPool2d {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        max_pool2d(xs, self.k)
+impl Layer for Conv2D {
+    fn kind(&self) -> String {
+        "Conv2D".into()
+    }
+
+    fn build(self, input: &[usize], ctx: BuildContext<'_>) -> Result<Built> {
+        let (c, h, w) = image_shape("Conv2D", input)?;
+        let (ho, wo) = conv_output("Conv2D", (h, w), self.kernel_size, self.padding)?;
+        let k = self.kernel_size;
+        let conv = modules::conv2d(c, self.filters, k, self.padding.pixels(k), ctx.vb)?;
+        let conv = match self.activation {
+            Activation::Relu => conv.with_relu(),
+            Activation::Linear => conv,
+        };
+        Ok(Built {
+            module: Box::new(conv),
+            output_shape: vec![self.filters, ho, wo],
+        })
     }
 }
 
-/// Keras's `Rescaling(scale, offset)`: `x * scale + offset`, e.g. `1/255` to map pixels
-/// into 0..1 inside the model.
+/// Keras's `SeparableConv2D(filters, kernel_size)`: a depthwise `k` x `k` convolution
+/// (one kernel per input channel, no bias) then a pointwise 1 x 1 one (with bias).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeparableConv2D {
+    /// Output channels.
+    pub filters: usize,
+    /// The depthwise kernel's side.
+    pub kernel_size: usize,
+    /// `Valid` unless told.
+    pub padding: Padding,
+    /// `Linear` unless told.
+    pub activation: Activation,
+}
+
+impl SeparableConv2D {
+    /// `filters` outputs from `kernel_size` x `kernel_size` depthwise kernels.
+    pub fn new(filters: usize, kernel_size: usize) -> Self {
+        SeparableConv2D {
+            filters,
+            kernel_size,
+            padding: Padding::Valid,
+            activation: Activation::Linear,
+        }
+    }
+
+    /// `activation="relu"` (fused into the pointwise convolution on the CPU).
+    pub fn relu(self) -> Self {
+        Self {
+            activation: Activation::Relu,
+            ..self
+        }
+    }
+
+    /// `padding="same"`.
+    pub fn padding_same(self) -> Self {
+        Self {
+            padding: Padding::Same,
+            ..self
+        }
+    }
+}
+
+impl Layer for SeparableConv2D {
+    fn kind(&self) -> String {
+        "SeparableConv2D".into()
+    }
+
+    fn build(self, input: &[usize], ctx: BuildContext<'_>) -> Result<Built> {
+        let (c, h, w) = image_shape("SeparableConv2D", input)?;
+        let k = self.kernel_size;
+        let (ho, wo) = conv_output("SeparableConv2D", (h, w), k, self.padding)?;
+        let cfg = SeparableConv2dConfig {
+            padding: self.padding.pixels(k),
+            ..Default::default()
+        };
+        let conv = modules::separable_conv2d(c, self.filters, k, cfg, ctx.vb)?;
+        let conv = match self.activation {
+            Activation::Relu => conv.with_relu(),
+            Activation::Linear => conv,
+        };
+        Ok(Built {
+            module: Box::new(conv),
+            output_shape: vec![self.filters, ho, wo],
+        })
+    }
+}
+
+/// Keras's `BatchNormalization()`: per channel, the batch's mean and variance in
+/// training, the moving ones in inference; `gamma` and `beta` are trained, the moving
+/// statistics are not.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Rescaling {
-    /// Multiplier.
-    pub scale: f64,
-    /// Added after the multiplication.
-    pub offset: f64,
+pub struct BatchNormalization {
+    /// Momentum and epsilon, Keras's unless told.
+    pub config: BatchNormConfig,
 }
 
-impl Module for Rescaling {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        xs.affine(self.scale, self.offset)
+impl BatchNormalization {
+    /// Keras's defaults: momentum 0.99, epsilon 0.001.
+    pub fn new() -> Self {
+        BatchNormalization {
+            config: BatchNormConfig::keras(),
+        }
+    }
+
+    /// How much of the moving statistics each training step keeps.
+    pub fn momentum(mut self, momentum: f64) -> Self {
+        self.config.momentum = momentum;
+        self
+    }
+
+    /// Added to the variance before the square root.
+    pub fn epsilon(mut self, epsilon: f64) -> Self {
+        self.config.eps = epsilon;
+        self
     }
 }
 
-/// Keras's `Dropout(rate, seed)`: in training, zeroes each value with probability
-/// `rate` and scales the rest by `1 / (1 - rate)`; in inference, passes values through.
-///
-/// candle's own `Dropout` draws from an unseeded generator, so two runs never drop the
-/// same values. Here the mask of the `k`-th training call comes from `seed` and `k`
-/// alone, and `k` is a variable of the model (`rng_step`), saved and restored with the
-/// weights: the same seed gives the same run, and a run resumed from a checkpoint drops
-/// exactly what the uninterrupted run would have. The counter is not trained; see
-/// [`crate::nn::trainable_vars`].
-#[derive(Debug, Clone)]
+impl Default for BatchNormalization {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl From<BatchNormConfig> for BatchNormalization {
+    fn from(config: BatchNormConfig) -> Self {
+        BatchNormalization { config }
+    }
+}
+
+impl Layer for BatchNormalization {
+    fn kind(&self) -> String {
+        "BatchNormalization".into()
+    }
+
+    fn build(self, input: &[usize], ctx: BuildContext<'_>) -> Result<Built> {
+        let Some(&channels) = input.first() else {
+            return Err(Error::BadArgument(
+                "BatchNormalization needs at least one axis".into(),
+            ));
+        };
+        Ok(Built {
+            module: Box::new(modules::batch_norm(channels, self.config, ctx.vb)?),
+            output_shape: input.to_vec(),
+        })
+    }
+}
+
+/// Keras's `MaxPool2D(pool_size)`: the maximum of each window, stride the window's
+/// side; a last row or column that does not fill a window is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxPool2D {
+    /// The window's side (2 unless told).
+    pub pool_size: usize,
+}
+
+/// Keras's other name for [`MaxPool2D`].
+pub type MaxPooling2D = MaxPool2D;
+
+impl MaxPool2D {
+    /// 2 x 2 windows.
+    pub fn new() -> Self {
+        MaxPool2D { pool_size: 2 }
+    }
+
+    /// `pool_size` x `pool_size` windows.
+    pub fn pool_size(pool_size: usize) -> Self {
+        MaxPool2D { pool_size }
+    }
+}
+
+impl Default for MaxPool2D {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+struct Pool(usize);
+
+impl candle_core::Module for Pool {
+    fn forward(&self, xs: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
+        max_pool2d(xs, self.0)
+    }
+}
+
+impl Layer for MaxPool2D {
+    fn kind(&self) -> String {
+        "MaxPooling2D".into()
+    }
+
+    fn build(self, input: &[usize], _ctx: BuildContext<'_>) -> Result<Built> {
+        let (c, h, w) = image_shape("MaxPool2D", input)?;
+        let k = self.pool_size.max(1);
+        if h < k || w < k {
+            return Err(Error::BadArgument(format!(
+                "MaxPool2D: a {k} x {k} window does not fit a {h} x {w} input"
+            )));
+        }
+        Ok(Built {
+            module: Box::new(Pool(k)),
+            output_shape: vec![c, h / k, w / k],
+        })
+    }
+}
+
+/// Keras's `Dropout(rate)`: in training, each value is zeroed with probability `rate`
+/// and the rest scaled by `1 / (1 - rate)`. Its masks come from a seed (the model's and
+/// the layer's position unless told), so the same seed drops the same values.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Dropout {
-    rate: f32,
-    seed: u64,
-    step: Var,
+    /// The share of values dropped.
+    pub rate: f32,
+    /// The masks' seed; `None`: from the model's seed.
+    pub seed: Option<u64>,
 }
-
-/// Builds a [`Dropout`] whose masks follow `seed`; its counter is `rng_step` under `vb`.
-pub fn dropout(rate: f32, seed: u64, vb: VarBuilder) -> Result<Dropout> {
-    if !(0.0..1.0).contains(&rate) {
-        candle_core::bail!("dropout needs a rate in 0..1, got {rate}");
-    }
-    let step = vb.get_with_hints(1, RNG_STEP, Init::Const(0.0))?;
-    Ok(Dropout {
-        rate,
-        seed,
-        step: Var::from_tensor(&step)?,
-    })
-}
-
-/// The name of a dropout layer's counter of training calls.
-pub const RNG_STEP: &str = "rng_step";
 
 impl Dropout {
-    /// The share of values dropped in training.
-    pub fn rate(&self) -> f32 {
-        self.rate
+    /// Drops `rate` of the values in training.
+    pub fn new(rate: f32) -> Self {
+        Dropout { rate, seed: None }
     }
 
-    /// Training calls so far (the position in the random stream).
-    pub fn calls(&self) -> Result<u64> {
-        let k = self.step.as_tensor().flatten_all()?.to_dtype(DType::F64)?;
-        Ok(k.to_vec1::<f64>()?.first().copied().unwrap_or(0.0) as u64)
-    }
-}
-
-impl ModuleT for Dropout {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        if !train || self.rate == 0.0 {
-            return Ok(xs.clone());
-        }
-        use rand::{Rng, SeedableRng};
-        let k = self.calls()?;
-        self.step.set(
-            &Tensor::new(&[(k + 1) as f32], self.step.device())?.to_dtype(self.step.dtype())?,
-        )?;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
-        rng.set_stream(k);
-        let keep = 1.0 / (1.0 - self.rate);
-        let mask: Vec<f32> = (0..xs.elem_count())
-            .map(|_| {
-                if rng.random::<f32>() < self.rate {
-                    0.0
-                } else {
-                    keep
-                }
-            })
-            .collect();
-        let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;
-        xs * mask
-    }
-}
-
-/// Keras's `ReLU()` (`activation="relu"`): `max(x, 0)`, with a fused parallel kernel on
-/// the CPU ([`super::kernels::relu`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ReLU;
-
-impl Module for ReLU {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        super::kernels::relu(xs)
-    }
-}
-
-/// Keras's `Flatten()`: everything after the batch axis in one row. On `(N, C, H, W)` the
-/// order is channel-major, PyTorch's; Keras flattens `(N, H, W, C)`, so a dense layer's
-/// weights from Keras need their rows reordered (the fixture scripts do it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Flatten;
-
-impl Module for Flatten {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        xs.flatten_from(1)
-    }
-}
-
-/// Configuration of [`SeparableConv2d`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SeparableConv2dConfig {
-    /// Zero padding on each side; `k / 2` keeps the size (Keras's `padding="same"`).
-    pub padding: usize,
-    /// Filters per input channel in the depthwise step (Keras's `depth_multiplier`).
-    pub depth_multiplier: usize,
-}
-
-impl Default for SeparableConv2dConfig {
-    fn default() -> Self {
+    /// Draws the masks from `seed`.
+    pub fn seed(self, seed: u64) -> Self {
         Self {
-            padding: 0,
-            depth_multiplier: 1,
+            seed: Some(seed),
+            ..self
         }
     }
 }
 
-/// Keras's `SeparableConv2D`: a depthwise `k` x `k` convolution (one filter per input
-/// channel, no bias) followed by a pointwise 1 x 1 convolution (with bias). It sees the
-/// same neighbourhood as a full convolution with about `1/out + 1/k²` of its weights.
-#[derive(Debug, Clone)]
-pub struct SeparableConv2d {
-    depthwise: Conv2d,
-    pointwise_weight: Tensor,
-    pointwise_bias: Tensor,
+impl Layer for Dropout {
+    fn kind(&self) -> String {
+        "Dropout".into()
+    }
+
+    fn build(self, input: &[usize], ctx: BuildContext<'_>) -> Result<Built> {
+        let seed = self.seed.unwrap_or(ctx.seed);
+        Ok(Built {
+            module: Box::new(modules::dropout(self.rate, seed, ctx.vb)?),
+            output_shape: input.to_vec(),
+        })
+    }
+}
+
+impl Layer for Flatten {
+    fn kind(&self) -> String {
+        "Flatten".into()
+    }
+
+    fn build(self, input: &[usize], _ctx: BuildContext<'_>) -> Result<Built> {
+        Ok(Built {
+            module: Box::new(self),
+            output_shape: vec![input.iter().product()],
+        })
+    }
+}
+
+impl Layer for ReLU {
+    fn kind(&self) -> String {
+        "ReLU".into()
+    }
+
+    fn build(self, input: &[usize], _ctx: BuildContext<'_>) -> Result<Built> {
+        Ok(Built {
+            module: Box::new(self),
+            output_shape: input.to_vec(),
+        })
+    }
+}
+
+/// Keras's `Rescaling(scale, offset)`: `x * scale + offset`, e.g. `1 / 255` to bring
+/// pixels into 0..1 inside the model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rescaling {
+    /// The built module.
+    pub module: modules::Rescaling,
+}
+
+impl Rescaling {
+    /// `x * scale`.
+    pub fn new(scale: f64) -> Self {
+        Rescaling {
+            module: modules::Rescaling { scale, offset: 0.0 },
+        }
+    }
+
+    /// `x * scale + offset`.
+    pub fn with_offset(scale: f64, offset: f64) -> Self {
+        Rescaling {
+            module: modules::Rescaling { scale, offset },
+        }
+    }
+}
+
+impl Layer for Rescaling {
+    fn kind(&self) -> String {
+        "Rescaling".into()
+    }
+
+    fn build(self, input: &[usize], _ctx: BuildContext<'_>) -> Result<Built> {
+        Ok(Built {
+            module: Box::new(self.module),
+            output_shape: input.to_vec(),
+        })
+    }
+}
+
+/// Keras's `Dense(units)`: every input to every output, plus a bias; Glorot-uniform
+/// weights `(units, inputs)` as in PyTorch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dense {
+    /// Outputs.
+    pub units: usize,
+    /// `Linear` unless told.
+    pub activation: Activation,
+    /// The bias's starting value (Keras's `bias_initializer=Constant(b)`), 0 unless told.
+    pub initial_bias: f64,
+}
+
+impl Dense {
+    /// `units` outputs.
+    pub fn new(units: usize) -> Self {
+        Dense {
+            units,
+            activation: Activation::Linear,
+            initial_bias: 0.0,
+        }
+    }
+
+    /// `activation="relu"`.
+    pub fn relu(self) -> Self {
+        Self {
+            activation: Activation::Relu,
+            ..self
+        }
+    }
+
+    /// Starts the bias at `bias` (the tutorial's output bias, chapter 9).
+    pub fn initial_bias(self, bias: f64) -> Self {
+        Self {
+            initial_bias: bias,
+            ..self
+        }
+    }
+}
+
+struct DenseModule {
+    linear: candle_nn::Linear,
     relu: bool,
 }
 
-impl SeparableConv2d {
-    /// With ReLU applied to the output, Keras's `activation="relu"`, fused into the
-    /// pointwise convolution on the CPU.
-    pub fn with_relu(self) -> Self {
-        Self { relu: true, ..self }
+impl candle_core::Module for DenseModule {
+    fn forward(&self, xs: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
+        let y = self.linear.forward(xs)?;
+        if self.relu {
+            super::kernels::relu(&y)
+        } else {
+            Ok(y)
+        }
     }
 }
 
-/// Builds a [`SeparableConv2d`]; weights `depthwise.weight` `(in * m, 1, k, k)`,
-/// `pointwise.weight` `(out, in * m, 1, 1)` and `pointwise.bias` `(out)`.
-pub fn separable_conv2d(
-    in_channels: usize,
-    out_channels: usize,
-    k: usize,
-    cfg: SeparableConv2dConfig,
-    vb: VarBuilder,
-) -> Result<SeparableConv2d> {
-    let mid = in_channels * cfg.depth_multiplier;
-    let depthwise_cfg = Conv2dConfig {
-        padding: cfg.padding,
-        groups: in_channels,
-        ..Default::default()
-    };
-    let dw = vb.pp("depthwise");
-    let dw_weight = dw.get_with_hints(
-        (mid, 1, k, k),
-        "weight",
-        glorot_uniform(k * k, k * k * cfg.depth_multiplier),
-    )?;
-    let pw = vb.pp("pointwise");
-    let pw_weight = pw.get_with_hints(
-        (out_channels, mid, 1, 1),
-        "weight",
-        glorot_uniform(mid, out_channels),
-    )?;
-    let pw_bias = pw.get_with_hints(out_channels, "bias", Init::Const(0.0))?;
-    Ok(SeparableConv2d {
-        depthwise: Conv2d::new(dw_weight, None, depthwise_cfg),
-        pointwise_weight: pw_weight,
-        pointwise_bias: pw_bias,
-        relu: false,
+impl Layer for Dense {
+    fn kind(&self) -> String {
+        "Dense".into()
+    }
+
+    fn build(self, input: &[usize], ctx: BuildContext<'_>) -> Result<Built> {
+        let &[features] = input else {
+            return Err(Error::BadArgument(format!(
+                "Dense takes one row of features per sample, not a shape {input:?}; put Flatten \
+                 (or GlobalAveragePooling2D) before it"
+            )));
+        };
+        let weight = ctx.vb.get_with_hints(
+            (self.units, features),
+            "weight",
+            glorot_uniform(features, self.units),
+        )?;
+        let bias = ctx.vb.get_with_hints(
+            self.units,
+            "bias",
+            candle_nn::Init::Const(self.initial_bias),
+        )?;
+        Ok(Built {
+            module: Box::new(DenseModule {
+                linear: candle_nn::Linear::new(weight, Some(bias)),
+                relu: self.activation == Activation::Relu,
+            }),
+            output_shape: vec![self.units],
+        })
+    }
+}
+
+/// Keras's `GlobalAveragePooling2D()`: each feature map averaged to one number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GlobalAveragePooling2D;
+
+/// Keras's `GlobalMaxPooling2D()`: each feature map's maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GlobalMaxPooling2D;
+
+fn global_pool(kind: &str, input: &[usize], pool: GlobalPool) -> Result<Built> {
+    let (c, _, _) = image_shape(kind, input)?;
+    Ok(Built {
+        module: Box::new(pool),
+        output_shape: vec![c],
     })
 }
 
-impl Module for SeparableConv2d {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let cfg = self.depthwise.config();
-        let mid = if cfg.groups == xs.dim(1)? && cfg.stride == 1 && cfg.dilation == 1 {
-            super::kernels::depthwise_conv2d(xs, self.depthwise.weight(), cfg.padding)?
-        } else {
-            xs.apply(&self.depthwise)?
-        };
-        let (w, b) = (&self.pointwise_weight, Some(&self.pointwise_bias));
-        match self.relu {
-            true => super::kernels::pointwise_bias_relu(&mid, w, b),
-            false => super::kernels::pointwise_bias(&mid, w, b),
+impl Layer for GlobalAveragePooling2D {
+    fn kind(&self) -> String {
+        "GlobalAveragePooling2D".into()
+    }
+
+    fn build(self, input: &[usize], _ctx: BuildContext<'_>) -> Result<Built> {
+        global_pool("GlobalAveragePooling2D", input, GlobalPool::Average)
+    }
+}
+
+impl Layer for GlobalMaxPooling2D {
+    fn kind(&self) -> String {
+        "GlobalMaxPooling2D".into()
+    }
+
+    fn build(self, input: &[usize], _ctx: BuildContext<'_>) -> Result<Built> {
+        global_pool("GlobalMaxPooling2D", input, GlobalPool::Max)
+    }
+}
+
+/// Any candle module as a layer: `build` gets the input shape and the variables'
+/// builder, and returns the module and its output shape. For models of your own that
+/// the Keras layers above do not cover.
+pub struct Custom<F> {
+    kind: String,
+    build: F,
+}
+
+impl<F, M> Custom<F>
+where
+    F: FnOnce(&[usize], candle_nn::VarBuilder<'static>) -> candle_core::Result<(M, Vec<usize>)>,
+    M: candle_core::ModuleT + Send + Sync + 'static,
+{
+    /// A layer shown as `kind` in the summary, made by `build`.
+    pub fn new(kind: impl Into<String>, build: F) -> Self {
+        Custom {
+            kind: kind.into(),
+            build,
         }
     }
 }
 
-/// Configuration of [`BatchNorm`], in Keras's terms.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BatchNormConfig {
-    /// Added to the variance before the square root.
-    pub eps: f64,
-    /// How much of the old running statistics each training step keeps (Keras's meaning:
-    /// 0.99; PyTorch's `momentum=0.1` is 0.9 here).
-    pub momentum: f64,
-    /// Update the running variance with the unbiased batch variance (PyTorch) instead of
-    /// the biased one (Keras). Training batches are always normalised with the biased one.
-    pub unbiased_running_var: bool,
-}
-
-impl BatchNormConfig {
-    /// Keras's `BatchNormalization()`: momentum 0.99, epsilon 0.001.
-    pub fn keras() -> Self {
-        Self {
-            eps: 1e-3,
-            momentum: 0.99,
-            unbiased_running_var: false,
-        }
+impl<F, M> Layer for Custom<F>
+where
+    F: FnOnce(&[usize], candle_nn::VarBuilder<'static>) -> candle_core::Result<(M, Vec<usize>)>,
+    M: candle_core::ModuleT + Send + Sync + 'static,
+{
+    fn kind(&self) -> String {
+        self.kind.clone()
     }
 
-    /// PyTorch's `BatchNorm2d`: momentum 0.1 (0.9 in Keras's terms), epsilon 1e-5.
-    pub fn pytorch() -> Self {
-        Self {
-            eps: 1e-5,
-            momentum: 0.9,
-            unbiased_running_var: true,
-        }
-    }
-}
-
-impl Default for BatchNormConfig {
-    fn default() -> Self {
-        Self::keras()
-    }
-}
-
-/// Batch normalisation over the channel axis (axis 1), for `(N, C)` and `(N, C, H, W)`.
-///
-/// Training mode (`forward_t(x, true)`) normalises with the batch's own mean and variance
-/// and moves the running statistics towards them; evaluation mode uses the running
-/// statistics. The running statistics are variables too (`running_mean`, `running_var`),
-/// so they are saved with the weights, but they are not trained: see
-/// [`crate::nn::trainable_vars`].
-#[derive(Debug, Clone)]
-pub struct BatchNorm {
-    weight: Tensor,
-    bias: Tensor,
-    running_mean: Var,
-    running_var: Var,
-    cfg: BatchNormConfig,
-}
-
-/// Builds a [`BatchNorm`] for `channels` channels: `weight` (gamma, ones), `bias` (beta,
-/// zeros), `running_mean` (zeros), `running_var` (ones).
-pub fn batch_norm(channels: usize, cfg: BatchNormConfig, vb: VarBuilder) -> Result<BatchNorm> {
-    if cfg.eps < 0.0 || !(0.0..=1.0).contains(&cfg.momentum) {
-        candle_core::bail!(
-            "batch norm needs eps >= 0 and momentum in 0..=1, got {} and {}",
-            cfg.eps,
-            cfg.momentum
-        );
-    }
-    let weight = vb.get_with_hints(channels, "weight", Init::Const(1.0))?;
-    let bias = vb.get_with_hints(channels, "bias", Init::Const(0.0))?;
-    let running_mean = vb.get_with_hints(channels, "running_mean", Init::Const(0.0))?;
-    let running_var = vb.get_with_hints(channels, "running_var", Init::Const(1.0))?;
-    // Backed by a VarMap, these tensors are its variables and `from_tensor` returns them
-    // as they are, so training updates land in the weights that get saved.
-    Ok(BatchNorm {
-        weight,
-        bias,
-        running_mean: Var::from_tensor(&running_mean)?,
-        running_var: Var::from_tensor(&running_var)?,
-        cfg,
-    })
-}
-
-impl BatchNorm {
-    /// The running mean, one value per channel.
-    pub fn running_mean(&self) -> &Tensor {
-        self.running_mean.as_tensor()
-    }
-
-    /// The running variance, one value per channel.
-    pub fn running_var(&self) -> &Tensor {
-        self.running_var.as_tensor()
-    }
-
-    fn shape_for(&self, xs: &Tensor) -> Vec<usize> {
-        let mut shape = vec![1; xs.rank()];
-        shape[1] = xs.dim(1).unwrap_or(1);
-        shape
-    }
-}
-
-impl ModuleT for BatchNorm {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        if xs.rank() < 2 {
-            candle_core::bail!("batch norm needs (N, C, ...) input, got {:?}", xs.dims());
-        }
-        let shape = self.shape_for(xs);
-        let dtype = xs.dtype();
-        let (mean, var) = if train {
-            let channels = xs.dim(1)?;
-            let count = xs.elem_count() / channels.max(1);
-            let fused = super::kernels::batch_norm_train_with_moments(
-                xs,
-                &self.weight,
-                &self.bias,
-                self.cfg.eps,
-            )?;
-            let (mean, var) = match &fused {
-                Some((_, mean, var)) => (mean.clone(), var.clone()),
-                None => {
-                    // Per channel over every other axis: channels first, the rest flat.
-                    let per_channel = xs.transpose(0, 1)?.contiguous()?.reshape((channels, ()))?;
-                    let mean = per_channel.mean(1)?;
-                    let centred = per_channel.broadcast_sub(&mean.unsqueeze(1)?)?;
-                    (mean, centred.sqr()?.mean(1)?)
-                }
-            };
-            let keep = self.cfg.momentum;
-            let running_var = if self.cfg.unbiased_running_var && count > 1 {
-                (&var * (count as f64 / (count - 1) as f64))?
-            } else {
-                var.clone()
-            };
-            let stats = self.running_mean.dtype();
-            let new_mean = ((self.running_mean.as_tensor() * keep)?
-                + (mean.detach().to_dtype(stats)? * (1.0 - keep))?)?;
-            let new_var = ((self.running_var.as_tensor() * keep)?
-                + (running_var.detach().to_dtype(stats)? * (1.0 - keep))?)?;
-            self.running_mean.set(&new_mean)?;
-            self.running_var.set(&new_var)?;
-            if let Some((y, _, _)) = fused {
-                return Ok(y);
-            }
-            (mean, var)
-        } else {
-            (
-                self.running_mean.as_tensor().to_dtype(dtype)?,
-                self.running_var.as_tensor().to_dtype(dtype)?,
-            )
-        };
-        let inv_std = (var + self.cfg.eps)?.sqrt()?.recip()?;
-        let scale = (self.weight.to_dtype(dtype)? * inv_std)?;
-        let shift = (self.bias.to_dtype(dtype)? - (&mean * &scale)?)?;
-        xs.broadcast_mul(&scale.reshape(shape.as_slice())?)?
-            .broadcast_add(&shift.reshape(shape.as_slice())?)
+    fn build(self, input: &[usize], ctx: BuildContext<'_>) -> Result<Built> {
+        let (module, output_shape) = (self.build)(input, ctx.vb)?;
+        Ok(Built {
+            module: Box::new(module),
+            output_shape,
+        })
     }
 }

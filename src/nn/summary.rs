@@ -8,7 +8,7 @@ pub struct LayerRow {
     /// The layer's name, also the prefix of its weights (`block1_conv1.weight`).
     pub name: String,
     /// Its Keras class name (`Conv2D`, `SeparableConv2D`, ...).
-    pub kind: &'static str,
+    pub kind: String,
     /// Output shape without the batch axis, channels first as the tensors are.
     pub output_shape: Vec<usize>,
     /// Parameters that training changes.
@@ -45,6 +45,11 @@ impl Summary {
     /// The row of a layer, by name.
     pub fn layer(&self, name: &str) -> Option<&LayerRow> {
         self.rows.iter().find(|r| r.name == name)
+    }
+
+    /// Shows the table in a notebook, as Keras prints it.
+    pub fn evcxr_display(&self) {
+        println!("EVCXR_BEGIN_CONTENT text/plain\n{self}\nEVCXR_END_CONTENT");
     }
 }
 
@@ -104,89 +109,5 @@ impl fmt::Display for Summary {
             with_commas(self.non_trainable_params()),
             mb(self.non_trainable_params())
         )
-    }
-}
-
-/// Builds a summary layer by layer, tracking the shape as Keras would.
-#[derive(Debug, Clone)]
-pub(crate) struct SummaryBuilder {
-    summary: Summary,
-    shape: Vec<usize>,
-}
-
-impl SummaryBuilder {
-    pub(crate) fn new(name: &str, input: Vec<usize>) -> Self {
-        let mut builder = Self {
-            summary: Summary {
-                name: name.to_string(),
-                rows: Vec::new(),
-            },
-            shape: input.clone(),
-        };
-        builder.push("input_layer", "InputLayer", 0, 0);
-        builder
-    }
-
-    fn push(&mut self, name: &str, kind: &'static str, trainable: usize, non_trainable: usize) {
-        self.summary.rows.push(LayerRow {
-            name: name.to_string(),
-            kind,
-            output_shape: self.shape.clone(),
-            trainable,
-            non_trainable,
-        });
-    }
-
-    /// The current shape: `(C, H, W)` or `(features)`.
-    pub(crate) fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-
-    pub(crate) fn layer(&mut self, name: &str, kind: &'static str) {
-        self.push(name, kind, 0, 0);
-    }
-
-    pub(crate) fn conv(&mut self, name: &str, out: usize, k: usize) {
-        let c = self.shape[0];
-        self.shape[0] = out;
-        self.push(name, "Conv2D", k * k * c * out + out, 0);
-    }
-
-    pub(crate) fn separable(&mut self, name: &str, out: usize, k: usize) {
-        let c = self.shape[0];
-        self.shape[0] = out;
-        self.push(name, "SeparableConv2D", k * k * c + c * out + out, 0);
-    }
-
-    pub(crate) fn batch_norm(&mut self, name: &str) {
-        let c = self.shape[0];
-        self.push(name, "BatchNormalization", 2 * c, 2 * c);
-    }
-
-    pub(crate) fn pool(&mut self, name: &str, k: usize) {
-        let last = self.shape.len();
-        self.shape[last - 2] /= k;
-        self.shape[last - 1] /= k;
-        self.push(name, "MaxPooling2D", 0, 0);
-    }
-
-    pub(crate) fn global_pool(&mut self, name: &str, kind: &'static str) {
-        self.shape = vec![self.shape[0]];
-        self.push(name, kind, 0, 0);
-    }
-
-    pub(crate) fn flatten(&mut self, name: &str) {
-        self.shape = vec![self.shape.iter().product()];
-        self.push(name, "Flatten", 0, 0);
-    }
-
-    pub(crate) fn dense(&mut self, name: &str, out: usize) {
-        let n = self.shape[0];
-        self.shape = vec![out];
-        self.push(name, "Dense", n * out + out, 0);
-    }
-
-    pub(crate) fn finish(self) -> Summary {
-        self.summary
     }
 }

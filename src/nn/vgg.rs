@@ -1,15 +1,19 @@
 //! VGG16 and VGG19 (Simonyan and Zisserman, 2014, configurations D and E), named as in
-//! Keras (`block1_conv1` ... `fc1`, `fc2`, `predictions`) and loadable from torchvision's
-//! weights (introduced in chapter 4).
+//! Keras (`block1_conv1` ... `fc1`, `fc2`, `predictions`), built as [`Sequential`]
+//! models from Keras's layers, and loadable from torchvision's weights (introduced in
+//! chapter 4).
 
-use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
 
-use super::layers::{Conv2dSame, ReLU, conv2d_same, dense, max_pool2d};
-use super::summary::{Summary, SummaryBuilder};
+use super::layers::{
+    Conv2D, Dense, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPool2D,
+};
+use super::sequential::Sequential;
+use crate::{Error, Result};
 
 /// Which VGG.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VggDepth {
     /// 13 convolutions and 3 dense layers.
     Vgg16,
@@ -35,7 +39,7 @@ impl VggDepth {
 }
 
 /// What follows the convolutions when there is no classifier on top (Keras's `pooling`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Pooling {
     /// Keep the last block's feature maps.
     #[default]
@@ -54,7 +58,7 @@ pub const VGG19_LAYOUT: [(usize, usize); 5] = [(2, 64), (2, 128), (4, 256), (4, 
 pub const VGG_DENSE: usize = 4096;
 
 /// A VGG's shape, with Keras's `VGG16(...)` arguments as fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VggConfig {
     /// 16 or 19 layers: the name, and the layout torchvision's names follow.
     pub depth: VggDepth,
@@ -74,6 +78,8 @@ pub struct VggConfig {
     /// Every layer's width divided by this: 1 is the paper's VGG, 8 or 16 a narrow copy of
     /// the same architecture that trains on a CPU.
     pub width_divisor: usize,
+    /// The seed the initial weights are drawn from.
+    pub seed: u64,
 }
 
 impl VggConfig {
@@ -88,6 +94,7 @@ impl VggConfig {
             pooling: Pooling::None,
             classes: 1000,
             width_divisor: 1,
+            seed: 0,
         }
     }
 
@@ -112,124 +119,60 @@ impl VggConfig {
     }
 }
 
-/// A VGG network. Input `(N, C, H, W)`; output the class scores before softmax (logits)
-/// with the top, else the feature maps or their pooled values.
-#[derive(Debug, Clone)]
-pub struct Vgg {
-    cfg: VggConfig,
-    blocks: Vec<Vec<Conv2dSame>>,
-    top: Option<(Linear, Linear, Linear)>,
-    summary: Summary,
+/// Builds a VGG on the CPU: Keras's `VGG16(include_top, weights=None, input_shape,
+/// pooling, classes)` with fresh weights; see [`vgg_on`].
+pub fn vgg(cfg: VggConfig) -> Result<Sequential> {
+    vgg_on(cfg, &Device::Cpu)
 }
 
-/// Builds a VGG; weights under `block{b}_conv{i}`, `fc1`, `fc2`, `predictions`.
-pub fn vgg(cfg: VggConfig, vb: VarBuilder) -> Result<Vgg> {
+/// Builds a VGG with its weights on `device`. Its output is the class scores before
+/// the softmax (logits) with the top, else the last block's feature maps or their
+/// pooled values. Weights are named `block{b}_conv{i}`, `fc1`, `fc2`, `predictions`.
+pub fn vgg_on(cfg: VggConfig, device: &Device) -> Result<Sequential> {
     let (h, w) = cfg.input_size;
     if h < 32 || w < 32 || cfg.classes == 0 {
-        candle_core::bail!(
+        return Err(Error::BadArgument(format!(
             "VGG needs an input of at least 32 x 32 and at least one class, got {h} x {w} and {}",
             cfg.classes
-        );
+        )));
     }
-    let mut spec = SummaryBuilder::new(cfg.depth.name(), vec![cfg.channels, h, w]);
-    let mut blocks = Vec::new();
-    let mut channels = cfg.channels;
+    let mut model = Sequential::new(cfg.depth.name(), [cfg.channels, h, w])
+        .seed(cfg.seed)
+        .on(device);
     for (b, (&convs, &filters)) in cfg
-        .depth
-        .convs_per_block()
+        .layout
         .iter()
+        .map(|(c, _)| c)
         .zip(&cfg.filters())
         .enumerate()
     {
-        let mut block = Vec::new();
         for i in 1..=convs {
-            let name = format!("block{}_conv{i}", b + 1);
-            // Keras's `activation="relu"`, fused into the convolution.
-            block.push(conv2d_same(channels, filters, 3, vb.pp(&name))?.with_relu());
-            spec.conv(&name, filters, 3);
-            channels = filters;
+            model.add(
+                format!("block{}_conv{i}", b + 1),
+                Conv2D::new(filters, 3).relu().padding_same(),
+            )?;
         }
-        spec.pool(&format!("block{}_pool", b + 1), 2);
-        blocks.push(block);
+        model.add(format!("block{}_pool", b + 1), MaxPool2D::new())?;
     }
-    let top = if cfg.include_top {
-        spec.flatten("flatten");
-        let flat = spec.shape()[0];
+    if cfg.include_top {
         let units = cfg.dense_units();
-        let fc1 = dense(flat, units, vb.pp("fc1"))?;
-        spec.dense("fc1", units);
-        let fc2 = dense(units, units, vb.pp("fc2"))?;
-        spec.dense("fc2", units);
-        let predictions = dense(units, cfg.classes, vb.pp("predictions"))?;
-        spec.dense("predictions", cfg.classes);
-        Some((fc1, fc2, predictions))
+        model.add("flatten", Flatten)?;
+        model.add("fc1", Dense::new(units).relu())?;
+        model.add("fc2", Dense::new(units).relu())?;
+        model.add("predictions", Dense::new(cfg.classes))?;
     } else {
         match cfg.pooling {
             Pooling::None => {}
-            Pooling::Avg => spec.global_pool("global_average_pooling2d", "GlobalAveragePooling2D"),
-            Pooling::Max => spec.global_pool("global_max_pooling2d", "GlobalMaxPooling2D"),
-        }
-        None
-    };
-    Ok(Vgg {
-        cfg,
-        blocks,
-        top,
-        summary: spec.finish(),
-    })
-}
-
-impl Vgg {
-    /// The configuration it was built with.
-    pub fn config(&self) -> &VggConfig {
-        &self.cfg
-    }
-
-    /// Keras's `model.summary()`.
-    pub fn summary(&self) -> &Summary {
-        &self.summary
-    }
-
-    fn check_input(&self, xs: &Tensor) -> Result<()> {
-        let (h, w) = self.cfg.input_size;
-        let expected = [self.cfg.channels, h, w];
-        match xs.dims() {
-            [_, rest @ ..] if rest == expected => Ok(()),
-            dims => candle_core::bail!(
-                "{} expects input (N, {}, {h}, {w}), got {dims:?}; resize the images to {h} x {w} (channels first), \
-                 or build the model with input_size ({}, {})",
-                self.cfg.depth.name().to_uppercase(),
-                self.cfg.channels,
-                dims.get(2).copied().unwrap_or(0),
-                dims.get(3).copied().unwrap_or(0)
-            ),
-        }
-    }
-}
-
-impl ModuleT for Vgg {
-    fn forward_t(&self, xs: &Tensor, _train: bool) -> Result<Tensor> {
-        self.check_input(xs)?;
-        let mut xs = xs.clone();
-        for block in &self.blocks {
-            for conv in block {
-                xs = xs.apply(conv)?;
+            Pooling::Avg => {
+                model.add("global_average_pooling2d", GlobalAveragePooling2D)?;
             }
-            xs = max_pool2d(&xs, 2)?;
-        }
-        match (&self.top, self.cfg.pooling) {
-            (Some((fc1, fc2, predictions)), _) => {
-                let xs = xs.flatten_from(1)?;
-                predictions.forward(
-                    &fc2.forward(&fc1.forward(&xs)?.apply(&ReLU)?)?
-                        .apply(&ReLU)?,
-                )
+            Pooling::Max => {
+                model.add("global_max_pooling2d", GlobalMaxPooling2D)?;
             }
-            (None, Pooling::None) => Ok(xs),
-            (None, Pooling::Avg) => xs.mean((2, 3)),
-            (None, Pooling::Max) => xs.max(3)?.max(2),
         }
     }
+    model.set_architecture(serde_json::json!({ "model": "vgg", "config": cfg }));
+    Ok(model)
 }
 
 /// The name a cxr VGG weight has in torchvision's `vgg16()`/`vgg19()` state dict:

@@ -102,7 +102,7 @@ fn set_from(
 
 /// Suffixes of variables that are state, not weights: batch norms' running statistics
 /// and dropout's position in its random stream.
-const NOT_TRAINED: [&str; 3] = [".running_mean", ".running_var", ".rng_step"];
+pub(crate) const NOT_TRAINED: [&str; 3] = [".running_mean", ".running_var", ".rng_step"];
 
 /// The variables an optimiser should train: all but batch norms' running statistics
 /// and dropout's counters.

@@ -1,17 +1,18 @@
 //! The CNN of the Keras tutorial "Pneumonia classification on TPU" (chapter 9):
 //! two convolutions, four blocks of separable convolutions, three dense blocks, one
-//! output. Layer names are the tutorial's structure spelled out (`block1_sepconv1`,
-//! `dense1_bn`), since Keras's own (`separable_conv2d_3`) depend on build order.
+//! output, built from Keras's layers as the tutorial's `build_model()` builds it. Layer
+//! names are the tutorial's structure spelled out (`block1_sepconv1`, `dense1_bn`),
+//! since Keras's own (`separable_conv2d_3`) depend on build order.
 
-use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{Init, Linear, VarBuilder};
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
 
 use super::layers::{
-    BatchNorm, BatchNormConfig, Conv2dSame, Dropout, ReLU, Rescaling, SeparableConv2d,
-    SeparableConv2dConfig, batch_norm, conv2d_same, dense, dropout, glorot_uniform, max_pool2d,
-    separable_conv2d,
+    BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Rescaling, SeparableConv2D,
 };
-use super::summary::{Summary, SummaryBuilder};
+use super::modules::BatchNormConfig;
+use super::sequential::{Sequential, layer_seed};
+use crate::{Error, Result};
 
 /// Filters of the four `conv_block`s.
 pub const CONV_BLOCKS: [usize; 4] = [32, 64, 128, 256];
@@ -19,7 +20,7 @@ pub const CONV_BLOCKS: [usize; 4] = [32, 64, 128, 256];
 pub const DENSE_BLOCKS: [(usize, f32); 3] = [(512, 0.7), (128, 0.5), (64, 0.3)];
 
 /// The tutorial's `build_model()` settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct XrayCnnConfig {
     /// `(height, width)` of the input, the tutorial's `IMAGE_SIZE`.
     pub image_size: (usize, usize),
@@ -49,186 +50,88 @@ pub fn initial_bias(normal: usize, pneumonia: usize) -> f64 {
     (pneumonia as f64 / normal.max(1) as f64).ln()
 }
 
-/// A layer's own seed from the model's: distinct streams for distinct layers.
-fn layer_seed(seed: u64, layer: usize) -> u64 {
-    seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        .wrapping_add(layer as u64)
+/// The tutorial's `conv_block(filters)`, as block number `block` of `model`: two
+/// separable convolutions with ReLU, batch normalisation, max-pooling.
+pub fn conv_block(
+    model: &mut Sequential,
+    block: usize,
+    filters: usize,
+    batch_norm: BatchNormConfig,
+) -> Result<()> {
+    let separable = SeparableConv2D::new(filters, 3).relu().padding_same();
+    model.add(format!("block{block}_sepconv1"), separable)?;
+    model.add(format!("block{block}_sepconv2"), separable)?;
+    model.add(
+        format!("block{block}_bn"),
+        BatchNormalization::from(batch_norm),
+    )?;
+    model.add(format!("block{block}_pool"), MaxPool2D::new())?;
+    Ok(())
 }
 
-#[derive(Debug, Clone)]
-struct ConvBlock {
-    sep1: SeparableConv2d,
-    sep2: SeparableConv2d,
-    bn: BatchNorm,
-    dropout: Option<Dropout>,
+/// The tutorial's `dense_block(units, dropout_rate)`, as dense block number `block`:
+/// a dense layer with ReLU, batch normalisation, dropout.
+pub fn dense_block(
+    model: &mut Sequential,
+    block: usize,
+    (units, rate): (usize, f32),
+    batch_norm: BatchNormConfig,
+    seed: u64,
+) -> Result<()> {
+    model.add(format!("dense{block}"), Dense::new(units).relu())?;
+    model.add(
+        format!("dense{block}_bn"),
+        BatchNormalization::from(batch_norm),
+    )?;
+    model.add(
+        format!("dense{block}_dropout"),
+        Dropout::new(rate).seed(seed),
+    )?;
+    Ok(())
 }
 
-#[derive(Debug, Clone)]
-struct DenseBlock {
-    dense: Linear,
-    bn: BatchNorm,
-    dropout: Dropout,
+/// Builds the tutorial's model on the CPU; see [`xray_cnn_on`].
+pub fn xray_cnn(cfg: XrayCnnConfig) -> Result<Sequential> {
+    xray_cnn_on(cfg, &Device::Cpu)
 }
 
-/// The tutorial's model. Input `(N, 3, H, W)` with raw pixel values 0..=255 (the model
-/// rescales them itself); output `(N, 1)` logits: the sigmoid of a logit is the predicted
-/// probability of pneumonia, applied by the loss and by `predict` rather than here, for
-/// numerical stability.
-#[derive(Debug, Clone)]
-pub struct XrayCnn {
-    cfg: XrayCnnConfig,
-    rescale: Rescaling,
-    conv1: Conv2dSame,
-    conv2: Conv2dSame,
-    blocks: Vec<ConvBlock>,
-    dense: Vec<DenseBlock>,
-    output: Linear,
-    summary: Summary,
-}
-
-/// Builds the tutorial's model.
-pub fn xray_cnn(cfg: XrayCnnConfig, vb: VarBuilder) -> Result<XrayCnn> {
+/// Builds the tutorial's model with its weights on `device`. Input `(N, 3, H, W)` with
+/// raw pixel values 0..=255 (the model rescales them itself); output `(N, 1)` logits:
+/// the sigmoid of a logit is the predicted probability of pneumonia, applied by the
+/// loss and by `predict` rather than here, for numerical stability.
+pub fn xray_cnn_on(cfg: XrayCnnConfig, device: &Device) -> Result<Sequential> {
     let (h, w) = cfg.image_size;
     if h < 32 || w < 32 {
-        candle_core::bail!(
+        return Err(Error::BadArgument(format!(
             "the X-ray CNN halves its input five times and needs at least 32 x 32, got {h} x {w}"
-        );
+        )));
     }
-    let mut spec = SummaryBuilder::new("xray_cnn", vec![3, h, w]);
-    spec.layer("rescaling", "Rescaling");
-    // Keras's `activation="relu"`: fused into the convolutions.
-    let conv1 = conv2d_same(3, 16, 3, vb.pp("conv1"))?.with_relu();
-    spec.conv("conv1", 16, 3);
-    let conv2 = conv2d_same(16, 16, 3, vb.pp("conv2"))?.with_relu();
-    spec.conv("conv2", 16, 3);
-    spec.pool("pool", 2);
-    let same = SeparableConv2dConfig {
-        padding: 1,
-        ..Default::default()
-    };
-    let mut blocks = Vec::new();
-    let mut channels = 16;
+    let mut model = Sequential::new("xray_cnn", [3, h, w])
+        .seed(cfg.seed)
+        .on(device);
+    model.add("rescaling", Rescaling::new(1.0 / 255.0))?;
+    model.add("conv1", Conv2D::new(16, 3).relu().padding_same())?;
+    model.add("conv2", Conv2D::new(16, 3).relu().padding_same())?;
+    model.add("pool", MaxPool2D::new())?;
     for (i, &filters) in CONV_BLOCKS.iter().enumerate() {
-        let b = i + 1;
-        let sep1 = separable_conv2d(
-            channels,
-            filters,
-            3,
-            same,
-            vb.pp(format!("block{b}_sepconv1")),
-        )?
-        .with_relu();
-        spec.separable(&format!("block{b}_sepconv1"), filters, 3);
-        let sep2 = separable_conv2d(
-            filters,
-            filters,
-            3,
-            same,
-            vb.pp(format!("block{b}_sepconv2")),
-        )?
-        .with_relu();
-        spec.separable(&format!("block{b}_sepconv2"), filters, 3);
-        let bn = batch_norm(filters, cfg.batch_norm, vb.pp(format!("block{b}_bn")))?;
-        spec.batch_norm(&format!("block{b}_bn"));
-        spec.pool(&format!("block{b}_pool"), 2);
-        let block_dropout = if b >= 3 {
-            spec.layer(&format!("block{b}_dropout"), "Dropout");
-            Some(dropout(
-                0.2,
-                layer_seed(cfg.seed, b),
-                vb.pp(format!("block{b}_dropout")),
-            )?)
-        } else {
-            None
-        };
-        blocks.push(ConvBlock {
-            sep1,
-            sep2,
-            bn,
-            dropout: block_dropout,
-        });
-        channels = filters;
-    }
-    spec.flatten("flatten");
-    let mut features = spec.shape()[0];
-    let mut dense_blocks = Vec::new();
-    for (i, &(units, rate)) in DENSE_BLOCKS.iter().enumerate() {
-        let d = i + 1;
-        let layer = dense(features, units, vb.pp(format!("dense{d}")))?;
-        spec.dense(&format!("dense{d}"), units);
-        let bn = batch_norm(units, cfg.batch_norm, vb.pp(format!("dense{d}_bn")))?;
-        spec.batch_norm(&format!("dense{d}_bn"));
-        spec.layer(&format!("dense{d}_dropout"), "Dropout");
-        dense_blocks.push(DenseBlock {
-            dense: layer,
-            bn,
-            dropout: dropout(
-                rate,
-                layer_seed(cfg.seed, 10 + d),
-                vb.pp(format!("dense{d}_dropout")),
-            )?,
-        });
-        features = units;
-    }
-    let out = vb.pp("output");
-    let weight = out.get_with_hints((1, features), "weight", glorot_uniform(features, 1))?;
-    let bias = out.get_with_hints(1, "bias", Init::Const(cfg.output_bias.unwrap_or(0.0)))?;
-    spec.dense("output", 1);
-    Ok(XrayCnn {
-        cfg,
-        rescale: Rescaling {
-            scale: 1.0 / 255.0,
-            offset: 0.0,
-        },
-        conv1,
-        conv2,
-        blocks,
-        dense: dense_blocks,
-        output: Linear::new(weight, Some(bias)),
-        summary: spec.finish(),
-    })
-}
-
-impl XrayCnn {
-    /// The configuration it was built with.
-    pub fn config(&self) -> &XrayCnnConfig {
-        &self.cfg
-    }
-
-    /// Keras's `model.summary()`.
-    pub fn summary(&self) -> &Summary {
-        &self.summary
-    }
-}
-
-impl ModuleT for XrayCnn {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let (h, w) = self.cfg.image_size;
-        if xs.rank() != 4 || xs.dims()[1..] != [3, h, w] {
-            candle_core::bail!(
-                "the X-ray CNN expects input (N, 3, {h}, {w}) with pixel values 0..=255, got {:?}; resize the images to {h} x {w}",
-                xs.dims()
-            );
+        let block = i + 1;
+        conv_block(&mut model, block, filters, cfg.batch_norm)?;
+        // The tutorial drops a fifth of the values after the third and fourth blocks.
+        if block >= 3 {
+            let dropout = Dropout::new(0.2).seed(layer_seed(cfg.seed, block));
+            model.add(format!("block{block}_dropout"), dropout)?;
         }
-        let xs = xs
-            .apply(&self.rescale)?
-            .apply(&self.conv1)?
-            .apply(&self.conv2)?;
-        let mut xs = max_pool2d(&xs, 2)?;
-        for block in &self.blocks {
-            xs = xs.apply(&block.sep1)?.apply(&block.sep2)?;
-            xs = max_pool2d(&block.bn.forward_t(&xs, train)?, 2)?;
-            if let Some(dropout) = &block.dropout {
-                xs = dropout.forward_t(&xs, train)?;
-            }
-        }
-        let mut xs = xs.flatten_from(1)?;
-        for block in &self.dense {
-            xs = block.dense.forward(&xs)?.apply(&ReLU)?;
-            xs = block
-                .dropout
-                .forward_t(&block.bn.forward_t(&xs, train)?, train)?;
-        }
-        self.output.forward(&xs)
     }
+    model.add("flatten", Flatten)?;
+    for (i, &units_and_rate) in DENSE_BLOCKS.iter().enumerate() {
+        let block = i + 1;
+        let seed = layer_seed(cfg.seed, 10 + block);
+        dense_block(&mut model, block, units_and_rate, cfg.batch_norm, seed)?;
+    }
+    model.add(
+        "output",
+        Dense::new(1).initial_bias(cfg.output_bias.unwrap_or(0.0)),
+    )?;
+    model.set_architecture(serde_json::json!({ "model": "xray_cnn", "config": cfg }));
+    Ok(model)
 }

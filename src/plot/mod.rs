@@ -38,7 +38,7 @@ impl Figure {
 
     /// The figure as PNG bytes.
     pub fn to_png(&self) -> Vec<u8> {
-        encode_png(&self.image)
+        crate::display::encode_png(&self.image)
     }
 
     /// Saves the figure as a PNG file (atomically), creating its folder.
@@ -48,7 +48,7 @@ impl Figure {
 
     /// Shows the figure inline in a Jupyter notebook (the evcxr kernel calls this).
     pub fn evcxr_display(&self) {
-        evcxr_show_png(&self.to_png());
+        crate::display::show_png(&self.to_png());
     }
 }
 
@@ -684,20 +684,4 @@ fn register_font() {
 
 fn plot_error(err: impl std::fmt::Display) -> Error {
     Error::Plot(err.to_string())
-}
-
-pub(crate) fn encode_png(image: &RgbImage) -> Vec<u8> {
-    let mut bytes = std::io::Cursor::new(Vec::new());
-    // Encoding an in-memory RGB buffer into a Vec cannot fail.
-    let _ = image.write_to(&mut bytes, image::ImageFormat::Png);
-    bytes.into_inner()
-}
-
-/// Prints an image in the form the evcxr Jupyter kernel turns into an inline picture.
-pub(crate) fn evcxr_show_png(png: &[u8]) {
-    use base64::Engine;
-    println!(
-        "EVCXR_BEGIN_CONTENT image/png\n{}\nEVCXR_END_CONTENT",
-        base64::engine::general_purpose::STANDARD.encode(png)
-    );
 }

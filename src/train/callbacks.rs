@@ -6,11 +6,9 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 use candle_nn::VarMap;
 
-use super::History;
+use super::history::{History, Logs, smaller_is_better};
 use crate::Result;
-
-/// The numbers of one epoch: `loss`, the metrics, their `val_` twins, `lr`.
-pub type Logs = std::collections::BTreeMap<String, f64>;
+use crate::nn::Sequential;
 
 /// Whether training goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,13 +19,14 @@ pub enum Control {
     Stop,
 }
 
-/// Something that watches training.
+/// Something that watches training: it reads the epoch's logs (and the model) and
+/// says whether to go on; it never drives the loop.
 pub trait Callback {
-    /// After epoch `epoch` (counted from 0) with its `logs`; `weights` are the model's.
-    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, weights: &VarMap) -> Result<Control>;
+    /// After epoch `epoch` (counted from 0) with its `logs`.
+    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, model: &Sequential) -> Result<Control>;
 
     /// When training ends, however it ends.
-    fn on_train_end(&mut self, _history: &History, _weights: &VarMap) -> Result<()> {
+    fn on_train_end(&mut self, _history: &History, _model: &Sequential) -> Result<()> {
         Ok(())
     }
 
@@ -60,13 +59,6 @@ fn field<T: serde::de::DeserializeOwned>(state: &CallbackState, name: &str) -> R
     })
 }
 
-/// Whether smaller or larger is better for a monitored quantity: Keras's `mode="auto"`,
-/// which takes anything named like a loss or an error as "smaller".
-fn smaller_is_better(monitor: &str) -> bool {
-    let name = monitor.trim_start_matches("val_");
-    name.contains("loss") || name.contains("error")
-}
-
 fn improved(monitor: &str, value: f64, best: Option<f64>, min_delta: f64) -> bool {
     match best {
         None => value.is_finite(),
@@ -75,10 +67,11 @@ fn improved(monitor: &str, value: f64, best: Option<f64>, min_delta: f64) -> boo
     }
 }
 
-/// Saves the weights (safetensors, written to a temporary file and renamed, so a crash
-/// never leaves a torn file): after every epoch, or with `save_best_only` only when the
-/// monitored quantity improves (Keras's `ModelCheckpoint("xray_model.keras",
-/// save_best_only=True)`, which monitors `val_loss`).
+/// Saves the model (safetensors with its architecture, written to a temporary file and
+/// renamed, so a crash never leaves a torn file): after every epoch, or with
+/// `save_best_only` only when the monitored quantity improves (Keras's
+/// `ModelCheckpoint("xray_model.keras", save_best_only=True)`, which monitors
+/// `val_loss`).
 #[derive(Debug, Clone)]
 pub struct ModelCheckpoint {
     /// Where the weights go.
@@ -94,25 +87,41 @@ pub struct ModelCheckpoint {
 }
 
 impl ModelCheckpoint {
-    /// Keras's defaults: every epoch unless `save_best_only`, monitoring `val_loss`.
-    pub fn new(path: impl AsRef<Path>, save_best_only: bool) -> Self {
+    /// `save_best_only=True`: saves when `val_loss` improves.
+    pub fn best(path: impl AsRef<Path>) -> Self {
         ModelCheckpoint {
             path: path.as_ref().to_path_buf(),
             monitor: "val_loss".into(),
-            save_best_only,
+            save_best_only: true,
             best: None,
             saved_epoch: None,
+        }
+    }
+
+    /// Saves after every epoch (Keras's default).
+    pub fn every_epoch(path: impl AsRef<Path>) -> Self {
+        ModelCheckpoint {
+            save_best_only: false,
+            ..ModelCheckpoint::best(path)
+        }
+    }
+
+    /// Decides "best" by `monitor` (`"val_auc"`: larger is better) instead of `val_loss`.
+    pub fn monitor(self, monitor: &str) -> Self {
+        ModelCheckpoint {
+            monitor: monitor.to_string(),
+            ..self
         }
     }
 }
 
 impl Callback for ModelCheckpoint {
-    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, weights: &VarMap) -> Result<Control> {
+    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, model: &Sequential) -> Result<Control> {
         // Without the monitored value (no validation data), every epoch counts as best.
         let value = logs.get(&self.monitor).copied();
         let better = value.is_none_or(|v| improved(&self.monitor, v, self.best, 0.0));
         if !self.save_best_only || better {
-            crate::nn::save(weights, &self.path)?;
+            model.save(&self.path)?;
             self.saved_epoch = Some(epoch);
         }
         if better && let Some(v) = value {
@@ -157,18 +166,37 @@ pub struct EarlyStopping {
 }
 
 impl EarlyStopping {
-    /// Watches `monitor` with this `patience`.
-    pub fn new(monitor: &str, patience: usize, restore_best_weights: bool) -> Self {
+    /// Watches `monitor` (`"val_loss"`), stopping at the first epoch that does not
+    /// improve on it unless [`EarlyStopping::patience`] says otherwise.
+    pub fn on(monitor: &str) -> Self {
         EarlyStopping {
             monitor: monitor.to_string(),
-            patience,
+            patience: 0,
             min_delta: 0.0,
-            restore_best_weights,
+            restore_best_weights: false,
             best: None,
             best_epoch: None,
             best_weights: None,
             wait: 0,
             stopped_epoch: None,
+        }
+    }
+
+    /// Epochs without improvement before stopping.
+    pub fn patience(self, patience: usize) -> Self {
+        Self { patience, ..self }
+    }
+
+    /// The least change that counts as an improvement.
+    pub fn min_delta(self, min_delta: f64) -> Self {
+        Self { min_delta, ..self }
+    }
+
+    /// Puts the best epoch's weights back when training ends.
+    pub fn restore_best_weights(self) -> Self {
+        Self {
+            restore_best_weights: true,
+            ..self
         }
     }
 
@@ -196,7 +224,8 @@ fn restore(weights: &VarMap, saved: &[(String, Tensor)]) -> Result<()> {
 }
 
 impl Callback for EarlyStopping {
-    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, weights: &VarMap) -> Result<Control> {
+    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, model: &Sequential) -> Result<Control> {
+        let weights = model.weights();
         let Some(&value) = logs.get(&self.monitor) else {
             return Ok(Control::Continue);
         };
@@ -217,9 +246,9 @@ impl Callback for EarlyStopping {
         Ok(Control::Continue)
     }
 
-    fn on_train_end(&mut self, _history: &History, weights: &VarMap) -> Result<()> {
+    fn on_train_end(&mut self, _history: &History, model: &Sequential) -> Result<()> {
         if let Some(saved) = &self.best_weights {
-            restore(weights, saved)?;
+            restore(model.weights(), saved)?;
         }
         Ok(())
     }
@@ -264,7 +293,7 @@ impl CsvLogger {
 }
 
 impl Callback for CsvLogger {
-    fn on_epoch_end(&mut self, _epoch: usize, logs: &Logs, _weights: &VarMap) -> Result<Control> {
+    fn on_epoch_end(&mut self, _epoch: usize, logs: &Logs, _model: &Sequential) -> Result<Control> {
         self.rows.epochs.push(logs.clone());
         self.rows.save_csv(&self.path)?;
         Ok(Control::Continue)
@@ -272,13 +301,13 @@ impl Callback for CsvLogger {
 
     fn state(&self) -> Result<CallbackState> {
         Ok(CallbackState {
-            values: serde_json::json!({ "rows": super::state::logs_to_json(&self.rows.epochs) }),
+            values: serde_json::json!({ "rows": super::history::logs_to_json(&self.rows.epochs) }),
             tensors: Vec::new(),
         })
     }
 
     fn restore_state(&mut self, state: CallbackState) -> Result<()> {
-        self.rows.epochs = super::state::logs_from_json(field(&state, "rows")?)?;
+        self.rows.epochs = super::history::logs_from_json(field(&state, "rows")?)?;
         Ok(())
     }
 }

@@ -239,12 +239,25 @@ impl MeanTracker {
     }
 }
 
-/// The tutorial's metrics: binary accuracy, precision, recall and AUC.
-pub fn tutorial_metrics() -> Vec<Box<dyn Metric>> {
-    vec![
-        Box::new(BinaryAccuracy::default()),
-        Box::new(Precision::default()),
-        Box::new(Recall::default()),
-        Box::new(Auc::default()),
-    ]
+/// The tutorial's metrics: `[BinaryAccuracy(), Precision(), Recall(), AUC()]`.
+pub const TUTORIAL_METRICS: [&str; 4] = ["binary_accuracy", "precision", "recall", "auc"];
+
+/// The metric Keras's `metrics=[name]` means for a model compiled with `loss`.
+pub fn metric_named(name: &str, loss: super::losses::Loss) -> crate::Result<Box<dyn Metric>> {
+    let name = match name {
+        "accuracy" | "acc" => loss.accuracy_name(),
+        other => other,
+    };
+    Ok(match name {
+        "binary_accuracy" => Box::new(BinaryAccuracy::default()),
+        "categorical_accuracy" => Box::new(CategoricalAccuracy::default()),
+        "precision" => Box::new(Precision::default()),
+        "recall" => Box::new(Recall::default()),
+        "auc" => Box::new(Auc::default()),
+        other => {
+            return Err(crate::Error::BadArgument(format!(
+                "no metric named `{other}`; use accuracy, binary_accuracy, categorical_accuracy, precision, recall or auc"
+            )));
+        }
+    })
 }

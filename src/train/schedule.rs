@@ -7,6 +7,13 @@ pub trait LearningRateSchedule: Send + Sync {
     fn rate(&self, step: u64) -> f64;
 }
 
+/// A plain number is a constant rate: `Adam::new(0.001)`.
+impl LearningRateSchedule for f64 {
+    fn rate(&self, _step: u64) -> f64 {
+        *self
+    }
+}
+
 /// The same rate throughout.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Constant(pub f64);
@@ -32,13 +39,21 @@ pub struct ExponentialDecay {
 }
 
 impl ExponentialDecay {
-    /// Keras's `ExponentialDecay(initial, decay_steps, decay_rate, staircase)`.
-    pub fn new(initial: f64, decay_steps: u64, decay_rate: f64, staircase: bool) -> Self {
+    /// Keras's `ExponentialDecay(initial, decay_steps, decay_rate)`: a smooth decay.
+    pub fn new(initial: f64, decay_steps: u64, decay_rate: f64) -> Self {
         ExponentialDecay {
             initial,
             decay_steps: decay_steps.max(1),
             decay_rate,
-            staircase,
+            staircase: false,
+        }
+    }
+
+    /// `staircase=True`: the rate drops once every `decay_steps` steps.
+    pub fn staircase(self) -> Self {
+        Self {
+            staircase: true,
+            ..self
         }
     }
 }

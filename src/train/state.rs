@@ -4,43 +4,18 @@
 //! the history so far and the callbacks' state. Resuming from it continues the run as if
 //! it had never stopped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use super::callbacks::{Callback, CallbackState, Logs};
-use super::fit::Trainer;
+use super::callbacks::{Callback, CallbackState};
+use super::history::{History, Logs, logs_from_json, logs_to_json};
+use super::optim::Optimizer;
+use crate::nn::Sequential;
 use crate::{Error, Result};
 
 const FORMAT: &str = "cxr-train-state-1";
-
-/// Epoch logs as JSON, which has no NaN or infinity: those are written as null.
-pub(super) fn logs_to_json(history: &[Logs]) -> serde_json::Value {
-    let rows: Vec<BTreeMap<&str, Option<f64>>> = history
-        .iter()
-        .map(|logs| {
-            logs.iter()
-                .map(|(k, &v)| (k.as_str(), v.is_finite().then_some(v)))
-                .collect()
-        })
-        .collect();
-    serde_json::json!(rows)
-}
-
-/// What [`logs_to_json`] wrote; null reads back as NaN.
-pub(super) fn logs_from_json(value: serde_json::Value) -> Result<Vec<Logs>> {
-    let rows: Vec<BTreeMap<String, Option<f64>>> = serde_json::from_value(value)
-        .map_err(|e| Error::Training(format!("unreadable epoch logs: {e}")))?;
-    Ok(rows
-        .into_iter()
-        .map(|logs| {
-            logs.into_iter()
-                .map(|(k, v)| (k, v.unwrap_or(f64::NAN)))
-                .collect()
-        })
-        .collect())
-}
 
 fn json(e: serde_json::Error) -> Error {
     Error::Training(format!("could not write the training state: {e}"))
@@ -52,29 +27,33 @@ pub(crate) struct TrainState {
     pub epoch: usize,
     /// Their logs.
     pub history: Vec<Logs>,
+    /// What the run was started with (data, image size, learning rate, ...): a resumed
+    /// run must say the same.
+    pub settings: serde_json::Value,
     tensors: HashMap<String, Tensor>,
     callbacks: Vec<serde_json::Value>,
 }
 
 impl TrainState {
-    /// The state of `trainer` and `callbacks` after `epoch` epochs.
+    /// The state after `epoch` epochs of `model` (the first replica), its optimiser and
+    /// its callbacks.
     pub fn capture(
-        trainer: &mut Trainer,
-        callbacks: &[&mut dyn Callback],
+        model: &Sequential,
+        optimizer: &dyn Optimizer,
+        callbacks: &[Box<dyn Callback + '_>],
         epoch: usize,
-        history: &super::fit::History,
+        history: &History,
+        settings: &serde_json::Value,
     ) -> Result<Self> {
         let mut tensors = HashMap::new();
-        for (name, var) in crate::nn::weights::lock(trainer.weights())?.iter() {
+        for (name, var) in crate::nn::weights::lock(model.weights())?.iter() {
             tensors.insert(
                 format!("model.{name}"),
                 var.as_tensor().to_device(&Device::Cpu)?,
             );
         }
-        if let Some(optimizer) = trainer.optimizers_mut().next() {
-            for (name, t) in optimizer.state()? {
-                tensors.insert(format!("optimizer.{name}"), t.to_device(&Device::Cpu)?);
-            }
+        for (name, t) in optimizer.state()? {
+            tensors.insert(format!("optimizer.{name}"), t.to_device(&Device::Cpu)?);
         }
         let mut values = Vec::new();
         for (i, cb) in callbacks.iter().enumerate() {
@@ -87,6 +66,7 @@ impl TrainState {
         Ok(TrainState {
             epoch,
             history: history.epochs.clone(),
+            settings: settings.clone(),
             tensors,
             callbacks: values,
         })
@@ -105,6 +85,7 @@ impl TrainState {
             "callbacks".to_string(),
             serde_json::to_string(&self.callbacks).map_err(json)?,
         );
+        metadata.insert("settings".to_string(), self.settings.to_string());
         crate::io::replace_atomic(path, |tmp| {
             safetensors::serialize_to_file(self.tensors.iter(), Some(metadata.clone()), tmp)
                 .map_err(|e| Error::Training(format!("could not write the training state: {e}")))
@@ -136,22 +117,56 @@ impl TrainState {
         let callbacks =
             serde_json::from_str(metadata.get("callbacks").map_or("[]", String::as_str))
                 .map_err(|e| damaged(format!("unreadable callback state: {e}")))?;
+        let settings = metadata
+            .get("settings")
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(serde_json::Value::Null);
         let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
             .map_err(|e| damaged(e.to_string()))?;
         Ok(TrainState {
             epoch,
             history,
+            settings,
             tensors,
             callbacks,
         })
     }
 
-    /// Puts the state into `trainer` (every replica) and `callbacks`; returns the epoch
-    /// to continue from. Nothing is changed unless everything fits.
+    /// Refuses to resume when the run's settings differ from the saved ones, naming
+    /// each difference.
+    pub fn check_settings(&self, now: &serde_json::Value, path: &Path) -> Result<()> {
+        let (Some(saved), Some(now)) = (self.settings.as_object(), now.as_object()) else {
+            return Ok(());
+        };
+        let mut keys: Vec<&String> = saved.keys().chain(now.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        let differences: Vec<String> = keys
+            .into_iter()
+            .filter(|k| saved.get(*k) != now.get(*k))
+            .map(|k| {
+                let show =
+                    |v: Option<&serde_json::Value>| v.map_or("(none)".into(), |v| v.to_string());
+                format!("{k}: {} then, {} now", show(saved.get(k)), show(now.get(k)))
+            })
+            .collect();
+        if differences.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Training(format!(
+            "{} was saved by a run with other settings ({}); resume with the same settings, or start a new run without --resume",
+            path.display(),
+            differences.join("; ")
+        )))
+    }
+
+    /// Puts the state into every replica, its optimiser, and the callbacks; returns the
+    /// epoch to continue from.
     pub fn restore(
         &self,
-        trainer: &mut Trainer,
-        callbacks: &mut [&mut dyn Callback],
+        models: &[Sequential],
+        optimizers: &mut [Box<dyn Optimizer>],
+        callbacks: &mut [Box<dyn Callback + '_>],
         path: &Path,
     ) -> Result<usize> {
         if self.callbacks.len() != callbacks.len() {
@@ -167,10 +182,10 @@ impl TrainState {
             .iter()
             .filter_map(|(k, t)| Some((k.strip_prefix("optimizer.")?.to_string(), t.clone())))
             .collect();
-        for weights in trainer.all_weights() {
-            crate::nn::weights::set_all(weights, &self.tensors, "model.", path)?;
+        for model in models {
+            crate::nn::weights::set_all(model.weights(), &self.tensors, "model.", path)?;
         }
-        for opt in trainer.optimizers_mut() {
+        for opt in optimizers.iter_mut() {
             opt.load_state(&optimizer, path)?;
         }
         for (i, (cb, values)) in callbacks.iter_mut().zip(&self.callbacks).enumerate() {

@@ -1,12 +1,8 @@
 //! Grader for chapter 6: the input shape, the target size, then the `fit` call, run on a
 //! small model and small images so that it grades in seconds.
 
-use std::sync::Arc;
-
-use cxr::candle_core::{DType, Device, ModuleT};
-use cxr::candle_nn::{VarBuilder, VarMap};
-use cxr::ch06_training::{BATCH_SIZE, generated_data, load_data};
-use cxr::train::{Adam, CategoricalAccuracy, Constant, Loss, Trainer};
+use cxr::candle_core::ModuleT;
+use cxr::ch06_training::{BATCH_SIZE, NUM_CLASSES, compile, generated_data, load_data, vgg19};
 
 use crate::ch06_training::{INPUT_SHAPE, TARGET_SIZE, fit_model};
 
@@ -32,7 +28,7 @@ fn instruction_2_target_size_matches_the_model() {
     generated_data(&dir, 24, TARGET_SIZE.0).unwrap();
     let [training_set, _, _] = load_data(&dir, TARGET_SIZE, 2).unwrap();
     let batch = training_set.batch(0, 0).unwrap();
-    let (model, _) = cxr::ch06_training::build_model(INPUT_SHAPE).unwrap();
+    let model = vgg19(INPUT_SHAPE, NUM_CLASSES).unwrap();
     let out = model
         .forward_t(&batch.x_channels_first().unwrap(), false)
         .expect("the model refuses the generators' images: their sizes differ");
@@ -45,17 +41,7 @@ fn instruction_3_fit_with_steps_epochs_and_validation() {
     let dir = std::env::temp_dir().join("cxr-grader-ch06-32");
     generated_data(&dir, 40, 32).unwrap();
     let [training_set, val_set, _] = load_data(&dir, (32, 32), BATCH_SIZE).unwrap();
-    let weights = VarMap::new();
-    let model = cxr::ch06_training::vgg19(
-        (32, 32, 3),
-        2,
-        VarBuilder::from_varmap(&weights, DType::F32, &Device::Cpu),
-    )
-    .unwrap();
-    let optimizer = Adam::new(&weights, Arc::new(Constant(0.001))).unwrap();
-    let mut trainer = Trainer::new(&model, &weights, optimizer)
-        .with_loss(Loss::CategoricalCrossentropy)
-        .with_metrics(vec![Box::new(CategoricalAccuracy::default())]);
+    let mut trainer = compile(vgg19((32, 32, 3), NUM_CLASSES).unwrap()).unwrap();
     let history = fit_model(&mut trainer, &training_set.pipeline(), &val_set.pipeline()).unwrap();
     assert_eq!(
         history.epochs.len(),
@@ -64,10 +50,10 @@ fn instruction_3_fit_with_steps_epochs_and_validation() {
         history.epochs.len()
     );
     assert_eq!(
-        trainer.optimizer().iterations,
+        trainer.optimizer().iterations(),
         80,
         "4 epochs of steps_per_epoch = 20 are 80 steps, the model took {}",
-        trainer.optimizer().iterations
+        trainer.optimizer().iterations()
     );
     assert!(
         history.epochs[0].contains_key("val_loss"),

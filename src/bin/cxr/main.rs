@@ -121,10 +121,13 @@ enum Command {
         /// A new file in a folder every process sees: rank 0 writes NCCL's id there.
         #[arg(long)]
         nccl_id: Option<PathBuf>,
-        /// Continue an interrupted run from its training state (--out's
+        /// Continue an interrupted run from its training state (the run folder's
         /// train_state.safetensors): same settings, same seed, same result.
         #[arg(long)]
         resume: Option<PathBuf>,
+        /// Leave damaged images out (and count them) instead of stopping at the first.
+        #[arg(long)]
+        skip_damaged: bool,
     },
     /// The devices cxr can train on; with --check, one training step on each strategy
     /// compared with the CPU, and the speed of further steps.
@@ -150,8 +153,8 @@ enum Command {
         /// JPEG or PNG files.
         #[arg(required = true)]
         images: Vec<PathBuf>,
-        /// The saved weights (an xray_model.json beside them gives the image size).
-        #[arg(long, default_value = "out/xray_model.safetensors")]
+        /// The saved model (the file holds its architecture and image size).
+        #[arg(long, default_value = "out/latest/xray_model.safetensors")]
         model: PathBuf,
     },
     /// Write or check TFRecord files in the layout of the Keras tutorial.
@@ -237,11 +240,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!(
                 "cxr: running the main job, the Keras tutorial's CNN trained on generated chest images (see `cxr --help` for more)"
             );
-            train(
-                None,
-                &PathBuf::from("out"),
-                &cxr::ch09_tutorial::TrainConfig::quick(),
-            )?;
+            return train(None, &PathBuf::from("out"), &cxr::run::TrainConfig::quick());
         }
         Some(Command::Train {
             data,
@@ -257,12 +256,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             world_size,
             nccl_id,
             resume,
+            skip_damaged,
         }) => {
             let mut cfg = if full {
-                cxr::ch09_tutorial::TrainConfig::tutorial()
+                cxr::run::TrainConfig::tutorial()
             } else {
-                cxr::ch09_tutorial::TrainConfig::quick()
+                cxr::run::TrainConfig::quick()
             };
+            cfg.skip_damaged = skip_damaged;
             cfg.epochs = epochs.unwrap_or(cfg.epochs);
             cfg.image_size = image_size.unwrap_or(cfg.image_size);
             cfg.steps_per_epoch = steps_per_epoch.or(cfg.steps_per_epoch);
@@ -275,7 +276,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 cfg.learning_rate.initial = lr;
             }
             cfg.generated_images = generated_images.unwrap_or(cfg.generated_images);
-            train(data.as_deref(), &out, &cfg)?;
+            return train(data.as_deref(), &out, &cfg);
         }
         Some(Command::Devices {
             check,
@@ -304,41 +305,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Some(Command::Predict { images, model }) => {
-            let size = std::fs::read_to_string(model.with_extension("json"))
-                .ok()
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|v| v["image_size"].as_u64())
-                .unwrap_or(180) as usize;
-            let varmap = cxr::candle_nn::VarMap::new();
-            let vb = cxr::candle_nn::VarBuilder::from_varmap(
-                &varmap,
-                cxr::candle_core::DType::F32,
-                &cxr::candle_core::Device::Cpu,
-            );
-            let cnn = cxr::nn::xray_cnn(
-                cxr::nn::XrayCnnConfig {
-                    image_size: (size, size),
-                    ..Default::default()
-                },
-                vb,
-            )?;
-            cxr::nn::load(&varmap, &model, |name| Some(name.to_string()))?;
+            let cnn = cxr::nn::load_model(&model)?;
+            let size = cnn.input_shape().get(1).copied().unwrap_or(0);
             for image in images {
                 let bytes = std::fs::read(&image)
                     .with_context(|| format!("cannot read {}", image.display()))?;
-                let example = cxr::ch09_tutorial::process_path_sized(
-                    bytes,
-                    image.display().to_string(),
-                    size,
-                )?;
-                let (x, _) =
-                    cxr::ch09_tutorial::batch_tensors(&[example], &cxr::candle_core::Device::Cpu)?;
-                let p = cxr::train::predict(&cnn, &x)?[0];
-                println!(
-                    "{}: {}",
-                    image.display(),
-                    cxr::ch09_tutorial::describe_prediction(p)
-                );
+                let label = cxr::data::Label::from_path(&image.to_string_lossy());
+                let sample =
+                    cxr::data::Sample::decode(&bytes, &image.to_string_lossy(), label, size)?;
+                let (x, _) = cxr::data::to_batch(&[sample], &cxr::candle_core::Device::Cpu)?;
+                let p = cxr::train::predict(&cnn, cxr::train::Loss::BinaryCrossentropy, &x)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?[0];
+                println!("{}: {}", image.display(), cxr::run::describe_prediction(p));
             }
         }
         Some(Command::Fetch { to, source, url }) => {
@@ -372,7 +351,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Some(Command::Tfrecord { action }) => match action {
             TfrecordAction::Write { dir, out } => {
-                let written = cxr::tfrecord::write_folder(&dir, &out)?;
+                let written = cxr::data::write_folder(&dir, &out)?;
                 println!(
                     "{written} records written to {} and {}",
                     out.join("images.tfrec").display(),
@@ -468,12 +447,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Trains with Ctrl-C wired to stop after the current step.
+/// Trains with Ctrl-C wired to stop after the current step; a run stopped before its
+/// end exits with 130 (as an interrupted program does), naming what it kept.
 fn train(
     data: Option<&std::path::Path>,
     out: &std::path::Path,
-    cfg: &cxr::ch09_tutorial::TrainConfig,
-) -> Result<()> {
+    cfg: &cxr::run::TrainConfig,
+) -> Result<ExitCode> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = std::sync::Arc::clone(&stop);
     // A second handler cannot be installed; training still works without one.
@@ -481,10 +461,15 @@ fn train(
         eprintln!("\nstopping after this step (the best checkpoint is kept)");
         flag.store(true, std::sync::atomic::Ordering::Relaxed);
     });
-    for line in cxr::ch09_tutorial::train_tutorial(data, out, cfg, Some(stop))? {
+    let report = cxr::run::train_tutorial(data, out, cfg, Some(stop))?;
+    for line in &report.lines {
         println!("{line}");
     }
-    Ok(())
+    Ok(if report.completed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(130)
+    })
 }
 
 fn lesson(
