@@ -2,37 +2,19 @@
 
 use std::path::Path;
 
-use linfa::Dataset;
 use linfa::dataset::Records;
-use ndarray::{ArrayView1, ArrayView2, Axis, Ix1};
 
 use crate::Result;
 use crate::data::{Split, SplitOptions, SynthOptions, synth_plan, train_val_test_split};
 use crate::plot::{Figure, Panel, grid};
+
+pub use crate::data::{IRIS_CLASSES, Table, load_iris, merge_data};
 
 /// The lesson's ratio of train, validation and test: 7 : 1.5 : 1.5.
 pub const SPLIT_RATIO: [f64; 3] = [0.7, 0.15, 0.15];
 
 /// The seed of every split in this chapter.
 pub const SEED: u64 = 42;
-
-/// A labelled table as linfa keeps it: a feature matrix and one class per row.
-pub type Table = Dataset<f64, usize, Ix1>;
-
-/// Iris's three classes, in label order.
-pub const IRIS_CLASSES: [&str; 3] = ["setosa", "versicolor", "virginica"];
-
-/// Fisher's iris data as linfa ships it: 150 flowers, 4 measurements in cm (sepal
-/// length and width, petal length and width), label 0, 1 or 2.
-pub fn load_iris() -> Table {
-    linfa_datasets::iris()
-}
-
-/// The lesson's helper: the rows `rows` of the features `x`, joined with their labels
-/// `y` into one data set.
-pub fn merge_data(x: ArrayView2<f64>, y: ArrayView1<usize>, rows: &[usize]) -> Table {
-    Dataset::new(x.select(Axis(0), rows), y.select(Axis(0), rows))
-}
 
 /// How many samples of each class a data set holds.
 pub fn class_counts(data: &Table, n_classes: usize) -> Vec<usize> {
@@ -46,13 +28,7 @@ pub fn class_counts(data: &Table, n_classes: usize) -> Vec<usize> {
 /// Iris split by `split_ratio`, stratified by class: the split and the three merged
 /// parts, train, validation and test.
 pub fn split_iris(split_ratio: [f64; 3]) -> Result<(Split, [Table; 3])> {
-    let iris = load_iris();
-    let labels = iris.targets().to_vec();
-    let options = SplitOptions::seeded(SEED).stratify(&labels);
-    let split = train_val_test_split(iris.nsamples(), split_ratio, &options)?;
-    let (x, y) = (iris.records().view(), iris.targets().view());
-    let parts = [&split.train, &split.val, &split.test].map(|rows| merge_data(x, y, rows));
-    Ok((split, parts))
+    crate::data::split_iris(split_ratio, SEED)
 }
 
 /// What a random split of X-rays does to patients, against a split by patient.

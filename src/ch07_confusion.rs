@@ -1,27 +1,16 @@
 #![doc = include_str!("../chapters/ch07-confusion.md")]
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use crate::Result;
-use crate::baseline::{Predictions, generated_xray_predictions};
+use crate::baseline::Predictions;
+
+pub use crate::baseline::lesson_predictions;
 use crate::metrics::{BinaryCounts, ConfusionMatrix, ZeroDivision, confusion_matrix};
 use crate::plot::{Figure, Panel, grid};
 
 /// The seed of the chapter's generated images.
-pub const SEED: u64 = 7;
-
-/// The predictions chapters 7 and 8 judge when no trained model's are given: the
-/// histogram classifier of [`crate::baseline`], trained on 600 and tested on 400
-/// generated 64 x 64 images. Made once per program, then shared.
-pub fn lesson_predictions() -> Result<Predictions> {
-    static MADE: OnceLock<Predictions> = OnceLock::new();
-    if let Some(made) = MADE.get() {
-        return Ok(made.clone());
-    }
-    let made = generated_xray_predictions(1000, 64, SEED)?;
-    Ok(MADE.get_or_init(|| made).clone())
-}
+pub const SEED: u64 = crate::baseline::LESSON_SEED;
 
 /// The four scores of lesson 7, from the four counts.
 #[derive(Debug, Clone, Copy, PartialEq)]

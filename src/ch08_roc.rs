@@ -6,9 +6,8 @@ use linfa::dataset::Records;
 use ndarray::{Axis, s};
 
 use crate::Result;
-use crate::baseline::{LogisticClassifier, Predictions};
-use crate::ch05_splitting::{IRIS_CLASSES, SPLIT_RATIO, Table, split_iris};
-use crate::ch07_confusion::lesson_predictions;
+use crate::baseline::{LogisticClassifier, Predictions, lesson_predictions};
+use crate::data::{IRIS_CLASSES, Table, split_iris};
 use crate::metrics::{
     Average, OperatingPoint, RocCurve, one_vs_rest, roc_auc_score_ovr, roc_curve,
 };
@@ -94,11 +93,14 @@ pub fn operating_point(
     Ok(curve.threshold_for_sensitivity(sensitivity))
 }
 
+/// Chapter 5's split of iris: 7 : 1.5 : 1.5, stratified, seed 42.
+pub const IRIS_SPLIT: ([f64; 3], u64) = ([0.7, 0.15, 0.15], 42);
+
 /// A three-class example on real data: logistic regression on iris's two sepal
 /// measurements only (the petals would make it perfect), trained on chapter 5's train
 /// part and scored on its validation and test parts together (46 flowers).
 pub fn iris_predictions() -> Result<Predictions> {
-    let (_, [train, val, test]) = split_iris(SPLIT_RATIO)?;
+    let (_, [train, val, test]) = split_iris(IRIS_SPLIT.0, IRIS_SPLIT.1)?;
     let sepals = |d: &Table| d.records().slice(s![.., 0..2]).to_owned();
     let model = LogisticClassifier::fit(
         sepals(&train).view(),

@@ -8,10 +8,10 @@
 //! - [`run`]: a training run of the tutorial's CNN, from data to predictions, its
 //!   outputs kept together (the main job);
 //! - [`baseline`]: a logistic regression on histograms, the model to beat (chapters 7, 8);
+//! - [`plot`]: figures saved as PNG and shown inline in notebooks;
 //! - [`distribute`]: training on several devices (the TPU strategy's counterpart);
 //! - [`train`]: `compile` and `fit`: losses, optimisers, schedules, metrics, callbacks;
 //! - [`fetch`]: the full data set, downloaded resumably and verified;
-//! - [`plot`]: figures saved as PNG and shown inline in notebooks;
 //! - [`nn`]: Keras's layers, `Sequential` models (VGG, the tutorial's CNN), summaries,
 //!   weights, the CPU kernels;
 //! - [`metrics`]: confusion matrices, precision and recall, ROC and precision-recall
@@ -47,21 +47,21 @@ pub mod ch09_tutorial;
 
 // The shared modules, top down: each uses only modules listed below it
 // (`tests/module_graph.rs` checks that no two modules use each other).
-pub mod alloc;
-pub mod baseline;
-pub mod data;
-pub mod display;
-pub mod distribute;
-pub mod error;
-pub mod fetch;
-pub mod imaging;
-pub mod io;
-pub mod metrics;
-pub mod nn;
-pub mod plot;
 pub mod run;
-pub mod tfrecord;
+pub mod baseline;
+pub mod plot;
+pub mod distribute;
 pub mod train;
+pub mod fetch;
+pub mod nn;
+pub mod metrics;
+pub mod data;
+pub mod tfrecord;
+pub mod imaging;
+pub mod display;
+pub mod io;
+pub mod error;
+pub mod alloc;
 
 pub use error::{Error, Result};
 

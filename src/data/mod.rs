@@ -15,6 +15,7 @@
 
 mod folder;
 mod generator;
+mod iris;
 mod label;
 mod layout;
 mod parts;
@@ -28,6 +29,7 @@ pub use folder::{Scan, ScanOptions, labelled_files, read_csv, scan_folder, write
 pub use generator::{
     ClassMode, ColorMode, DirectoryIterator, FlowOptions, ImageBatch, ImageDataGenerator, Transform,
 };
+pub use iris::{IRIS_CLASSES, Table, load_iris, merge_data, split_iris};
 pub use label::{Label, patient_id, patient_key};
 pub use layout::{DataLayout, detect_layout};
 pub use parts::{Parts, class_counts, load_parts, split_paths};

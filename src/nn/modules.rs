@@ -94,19 +94,12 @@ pub fn dense(in_features: usize, out_features: usize, vb: VarBuilder) -> Result<
 /// first maximum of each window, as PyTorch's does; elsewhere a reshape and two `max`
 /// reductions, where tied maxima each get the gradient.
 pub fn max_pool2d(xs: &Tensor, k: usize) -> Result<Tensor> {
-    let (n, c, h, w) = xs.dims4()?;
+    let (_, _, h, w) = xs.dims4()?;
     let (ho, wo) = (h / k, w / k);
     if ho == 0 || wo == 0 {
         candle_core::bail!("max_pool2d: a {h} x {w} input is smaller than the {k} x {k} window");
     }
-    if let Some(pooled) = super::kernels::max_pool2d(xs, k)? {
-        return Ok(pooled);
-    }
-    xs.narrow(2, 0, ho * k)?
-        .narrow(3, 0, wo * k)?
-        .reshape((n, c, ho, k, wo, k))?
-        .max(5)?
-        .max(3)
+    super::kernels::max_pool2d(xs, k)
 }
 
 /// [`max_pool2d`] as a layer.
@@ -452,48 +445,30 @@ impl ModuleT for BatchNorm {
         }
         let shape = self.shape_for(xs);
         let dtype = xs.dtype();
-        let (mean, var) = if train {
+        if train {
             let channels = xs.dim(1)?;
             let count = xs.elem_count() / channels.max(1);
-            let fused = super::kernels::batch_norm_train_with_moments(
-                xs,
-                &self.weight,
-                &self.bias,
-                self.cfg.eps,
-            )?;
-            let (mean, var) = match &fused {
-                Some((_, mean, var)) => (mean.clone(), var.clone()),
-                None => {
-                    // Per channel over every other axis: channels first, the rest flat.
-                    let per_channel = xs.transpose(0, 1)?.contiguous()?.reshape((channels, ()))?;
-                    let mean = per_channel.mean(1)?;
-                    let centred = per_channel.broadcast_sub(&mean.unsqueeze(1)?)?;
-                    (mean, centred.sqr()?.mean(1)?)
-                }
-            };
+            let (y, mean, var) =
+                super::kernels::batch_norm_train(xs, &self.weight, &self.bias, self.cfg.eps)?;
             let keep = self.cfg.momentum;
-            let running_var = if self.cfg.unbiased_running_var && count > 1 {
+            let moving_var = if self.cfg.unbiased_running_var && count > 1 {
                 (&var * (count as f64 / (count - 1) as f64))?
             } else {
-                var.clone()
+                var
             };
             let stats = self.running_mean.dtype();
             let new_mean = ((self.running_mean.as_tensor() * keep)?
                 + (mean.detach().to_dtype(stats)? * (1.0 - keep))?)?;
             let new_var = ((self.running_var.as_tensor() * keep)?
-                + (running_var.detach().to_dtype(stats)? * (1.0 - keep))?)?;
+                + (moving_var.detach().to_dtype(stats)? * (1.0 - keep))?)?;
             self.running_mean.set(&new_mean)?;
             self.running_var.set(&new_var)?;
-            if let Some((y, _, _)) = fused {
-                return Ok(y);
-            }
-            (mean, var)
-        } else {
-            (
-                self.running_mean.as_tensor().to_dtype(dtype)?,
-                self.running_var.as_tensor().to_dtype(dtype)?,
-            )
-        };
+            return Ok(y);
+        }
+        let (mean, var) = (
+            self.running_mean.as_tensor().to_dtype(dtype)?,
+            self.running_var.as_tensor().to_dtype(dtype)?,
+        );
         let inv_std = (var + self.cfg.eps)?.sqrt()?.recip()?;
         let scale = (self.weight.to_dtype(dtype)? * inv_std)?;
         let shift = (self.bias.to_dtype(dtype)? - (&mean * &scale)?)?;

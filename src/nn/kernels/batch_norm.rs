@@ -1,0 +1,229 @@
+//! Batch normalisation in training mode: statistics once per step, one pass each way.
+
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::common::*;
+
+/// Each channel's mean and biased variance over every image and position, in f64.
+fn moments(x: &[f32], (n, c, plane): (usize, usize, usize)) -> Vec<(f64, f64)> {
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let count = (n * plane).max(1) as f64;
+            // Each plane summed in f32 lanes (a few hundred values per lane), the planes
+            // added in f64.
+            let planes = || (0..n).map(|i| &x[(i * c + ch) * plane..][..plane]);
+            let mean = planes().map(|p| f64::from(sum(p))).sum::<f64>() / count;
+            let m = mean as f32;
+            let squares: f64 = planes().map(|p| f64::from(squares(p, m))).sum();
+            // The mean was rounded to f32 for the lanes: correct the squares for it.
+            let shift = mean - f64::from(m);
+            (mean, (squares / count - shift * shift).max(0.0))
+        })
+        .collect()
+}
+
+/// Batch normalisation in training mode, `gamma * (x - mean) / sqrt(var + eps) + beta`
+/// with the batch's own per-channel statistics, in one parallel pass; its backward pass
+/// gives the gradients of `x`, `gamma` and `beta` in one more (candle's chain of
+/// broadcast ops takes about fifteen single-threaded passes).
+struct BatchNormTrain {
+    eps: f64,
+    /// Per channel mean and (biased) variance of the batch, computed once.
+    stats: Arc<Vec<(f64, f64)>>,
+}
+
+impl CustomOp3 for BatchNormTrain {
+    fn name(&self) -> &'static str {
+        "cxr-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        gamma: &CpuStorage,
+        gamma_layout: &Layout,
+        beta: &CpuStorage,
+        beta_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, c, plane) = planes(x_layout.shape())?;
+        let x = f32_slice(x, x_layout)?;
+        let (gamma, beta) = (
+            f32_slice(gamma, gamma_layout)?,
+            f32_slice(beta, beta_layout)?,
+        );
+        let stats = &self.stats;
+        if stats.len() != c {
+            candle_core::bail!("batch norm: {} statistics for {c} channels", stats.len());
+        }
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(plane.max(1))
+            .zip(x.par_chunks(plane.max(1)))
+            .enumerate()
+            .for_each(|(p, (y, x))| {
+                let ch = p % c;
+                let (mean, var) = stats[ch];
+                let scale = f64::from(gamma[ch]) / (var + self.eps).sqrt();
+                let shift = f64::from(beta[ch]) - mean * scale;
+                let (scale, shift) = (scale as f32, shift as f32);
+                for (o, &v) in y.iter_mut().zip(x) {
+                    *o = v * scale + shift;
+                }
+            });
+        Ok((CpuStorage::F32(y), x_layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let c = gamma.elem_count();
+        let packed = x.contiguous()?.apply_op3_no_bwd(
+            &gamma.contiguous()?,
+            &grad.contiguous()?,
+            &BatchNormBackward {
+                eps: self.eps,
+                stats: self.stats.clone(),
+            },
+        )?;
+        let dx = packed.narrow(0, 0, x.elem_count())?.reshape(x.shape())?;
+        let dgamma = packed
+            .narrow(0, x.elem_count(), c)?
+            .reshape(gamma.shape())?;
+        let dbeta = packed
+            .narrow(0, x.elem_count() + c, c)?
+            .reshape(gamma.shape())?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+/// The gradients of [`BatchNormTrain`], packed into one vector: `dx`, then `dgamma`,
+/// then `dbeta`. With `xh` the normalised input and `m` the count per channel:
+/// `dbeta = sum(dy)`, `dgamma = sum(dy * xh)`,
+/// `dx = gamma / sqrt(var + eps) * (dy - dbeta / m - xh * dgamma / m)`.
+struct BatchNormBackward {
+    eps: f64,
+    stats: Arc<Vec<(f64, f64)>>,
+}
+
+impl CustomOp3 for BatchNormBackward {
+    fn name(&self) -> &'static str {
+        "cxr-batch-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        gamma: &CpuStorage,
+        gamma_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, plane) = planes(x_layout.shape())?;
+        let x = f32_slice(x, x_layout)?;
+        let gamma = f32_slice(gamma, gamma_layout)?;
+        let dy = f32_slice(grad, grad_layout)?;
+        let stats = &self.stats;
+        // Per channel: sum(dy) and sum(dy * xh), each plane in f32 lanes.
+        let sums: Vec<(f64, f64)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let (mean, var) = stats[ch];
+                let inv = 1.0 / (var + self.eps).sqrt();
+                let (mut sd, mut sdx) = (0f64, 0f64);
+                let m = mean as f32;
+                for i in 0..n {
+                    let at = (i * c + ch) * plane;
+                    let (g, v) = (&dy[at..at + plane], &x[at..at + plane]);
+                    let plane_sd = f64::from(sum(g));
+                    // Centred on the f32 mean; the rest of the f64 mean is added back.
+                    let plane_sdx =
+                        f64::from(centred_dot(g, v, m)) - plane_sd * (mean - f64::from(m));
+                    sd += plane_sd;
+                    sdx += plane_sdx * inv;
+                }
+                (sd, sdx)
+            })
+            .collect();
+        let m = (n * plane).max(1) as f64;
+        let mut out = vec![0f32; x.len() + 2 * c];
+        let (dx, rest) = out.split_at_mut(x.len());
+        dx.par_chunks_mut(plane.max(1))
+            .zip(x.par_chunks(plane.max(1)).zip(dy.par_chunks(plane.max(1))))
+            .enumerate()
+            .for_each(|(p, (dx, (x, dy)))| {
+                let ch = p % c;
+                let (mean, var) = stats[ch];
+                let inv = 1.0 / (var + self.eps).sqrt();
+                let (sd, sdx) = sums[ch];
+                let scale = f64::from(gamma[ch]) * inv;
+                for ((o, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+                    let xh = (f64::from(v) - mean) * inv;
+                    *o = (scale * (f64::from(g) - sd / m - xh * sdx / m)) as f32;
+                }
+            });
+        for (ch, &(sd, sdx)) in sums.iter().enumerate() {
+            rest[ch] = sdx as f32;
+            rest[c + ch] = sd as f32;
+        }
+        let len = out.len();
+        Ok((CpuStorage::F32(out), Shape::from(len)))
+    }
+}
+
+/// Batch normalisation in training mode with the batch's statistics, and the batch's
+/// per-channel mean and (biased) variance, which the layer folds into its moving
+/// statistics: `(y, mean, var)`. A fused kernel for `f32` on the CPU (the statistics
+/// computed once for all three uses); elsewhere candle's ops.
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let fusable = x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && gamma.dtype() == DType::F32
+        && beta.dtype() == DType::F32;
+    let (n, c, plane) = planes(x.shape())?;
+    if !fusable {
+        // Per channel over every other axis: channels first, the rest flat.
+        let per_channel = x.transpose(0, 1)?.contiguous()?.reshape((c, ()))?;
+        let mean = per_channel.mean(1)?;
+        let centred = per_channel.broadcast_sub(&mean.unsqueeze(1)?)?;
+        let var = centred.sqr()?.mean(1)?;
+        let mut shape = vec![1; x.rank()];
+        shape[1] = c;
+        let inv_std = (&var + eps)?.sqrt()?.recip()?;
+        let scale = (gamma.to_dtype(x.dtype())? * inv_std)?;
+        let shift = (beta.to_dtype(x.dtype())? - (&mean * &scale)?)?;
+        let y = x
+            .broadcast_mul(&scale.reshape(shape.as_slice())?)?
+            .broadcast_add(&shift.reshape(shape.as_slice())?)?;
+        return Ok((y, mean, var));
+    }
+    let x = x.contiguous()?;
+    let stats = moments(&Values::<f32>::of(&x)?, (n, c, plane));
+    let mean: Vec<f32> = stats.iter().map(|&(m, _)| m as f32).collect();
+    let var: Vec<f32> = stats.iter().map(|&(_, v)| v as f32).collect();
+    let op = BatchNormTrain {
+        eps,
+        stats: Arc::new(stats),
+    };
+    let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+    let dev = x.device();
+    Ok((
+        y,
+        Tensor::from_vec(mean, c, dev)?,
+        Tensor::from_vec(var, c, dev)?,
+    ))
+}

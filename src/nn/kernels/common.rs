@@ -1,0 +1,296 @@
+//! What the kernels share: a custom op that attaches a backward pass, values read in
+//! place, vector-lane sums, plane geometry.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
+
+pub(super) type Backward =
+    dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<(Tensor, Tensor)> + Send + Sync;
+
+/// `output`'s values, with gradients for `x` and `w` given by `backward(x, w, grad_out)`.
+pub(super) struct WithGradients {
+    pub(super) backward: Arc<Backward>,
+}
+
+impl CustomOp3 for WithGradients {
+    fn name(&self) -> &'static str {
+        "cxr-with-gradients"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        output: &CpuStorage,
+        layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("cxr's fast convolutions need a contiguous output");
+        };
+        let values = match output {
+            CpuStorage::F32(v) => CpuStorage::F32(v[start..end].to_vec()),
+            CpuStorage::F64(v) => CpuStorage::F64(v[start..end].to_vec()),
+            _ => candle_core::bail!("cxr's fast convolutions take f32 or f64 tensors"),
+        };
+        Ok((values, layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _output: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (gx, gw) = (self.backward)(x, w, &grad.contiguous()?)?;
+        Ok((Some(gx), Some(gw), None))
+    }
+}
+
+/// `output` (computed from `x` and `w` without tracking), tracked again with the given
+/// backward pass.
+pub(super) fn with_gradients(
+    x: &Tensor,
+    w: &Tensor,
+    output: Tensor,
+    backward: Arc<Backward>,
+) -> Result<Tensor> {
+    x.apply_op3(w, &output.contiguous()?, WithGradients { backward })
+}
+
+/// Reverses a tensor along `dim`.
+pub(super) fn flip(t: &Tensor, dim: usize) -> Result<Tensor> {
+    let n = t.dim(dim)?;
+    let index = Tensor::from_vec((0..n as u32).rev().collect::<Vec<_>>(), n, t.device())?;
+    t.index_select(&index, dim)
+}
+
+/// Plane geometry of a depthwise convolution.
+#[derive(Clone, Copy)]
+pub(super) struct Plane {
+    pub(super) h: usize,
+    pub(super) w: usize,
+    pub(super) k: usize,
+    pub(super) p: usize,
+    pub(super) ho: usize,
+    pub(super) wo: usize,
+}
+
+impl Plane {
+    /// For output row `y` and kernel row `i`, the input row, if inside.
+    pub(super) fn input_row(&self, y: usize, i: usize) -> Option<usize> {
+        (y + i).checked_sub(self.p).filter(|&r| r < self.h)
+    }
+
+    /// For kernel column `j`: the output columns whose input column `x + j - p` is inside,
+    /// and that input column's offset from the output column.
+    pub(super) fn columns(&self, j: usize) -> (usize, usize, isize) {
+        let shift = j as isize - self.p as isize;
+        let first = (-shift).max(0) as usize;
+        let last = ((self.w as isize - shift).min(self.wo as isize)).max(0) as usize;
+        (first, last.max(first), shift)
+    }
+}
+
+/// `out[y][x] += sum_ij input[y + i - p][x + j - p] * kernel[i][j]` for one plane.
+pub(super) fn correlate_plane<T: Float>(input: &[T], kernel: &[T], out: &mut [T], g: Plane) {
+    for y in 0..g.ho {
+        let row = &mut out[y * g.wo..(y + 1) * g.wo];
+        for i in 0..g.k {
+            let Some(r) = g.input_row(y, i) else { continue };
+            let src = &input[r * g.w..(r + 1) * g.w];
+            for j in 0..g.k {
+                let weight = kernel[i * g.k + j];
+                let (first, last, shift) = g.columns(j);
+                let from = (first as isize + shift) as usize;
+                for (o, s) in row[first..last].iter_mut().zip(&src[from..]) {
+                    *o += weight * *s;
+                }
+            }
+        }
+    }
+}
+
+/// The input gradient of [`correlate_plane`]: every output gradient pushed back through
+/// the kernel.
+pub(super) fn correlate_plane_backward<T: Float>(grad: &[T], kernel: &[T], gx: &mut [T], g: Plane) {
+    for y in 0..g.ho {
+        let grow = &grad[y * g.wo..(y + 1) * g.wo];
+        for i in 0..g.k {
+            let Some(r) = g.input_row(y, i) else { continue };
+            let dst = &mut gx[r * g.w..(r + 1) * g.w];
+            for j in 0..g.k {
+                let weight = kernel[i * g.k + j];
+                let (first, last, shift) = g.columns(j);
+                let from = (first as isize + shift) as usize;
+                for (d, o) in dst[from..].iter_mut().zip(&grow[first..last]) {
+                    *d += weight * *o;
+                }
+            }
+        }
+    }
+}
+
+/// `gw[i][j] += sum_yx grad[y][x] * input[y + i - p][x + j - p]` for one plane.
+pub(super) fn kernel_gradient_plane<T: Float>(grad: &[T], input: &[T], gw: &mut [T], g: Plane) {
+    for y in 0..g.ho {
+        let grow = &grad[y * g.wo..(y + 1) * g.wo];
+        for i in 0..g.k {
+            let Some(r) = g.input_row(y, i) else { continue };
+            let src = &input[r * g.w..(r + 1) * g.w];
+            for j in 0..g.k {
+                let (first, last, shift) = g.columns(j);
+                let from = (first as isize + shift) as usize;
+                let len = last - first;
+                gw[i * g.k + j] += dot(&grow[first..last], &src[from..from + len]);
+            }
+        }
+    }
+}
+
+/// `sum a[i] b[i]` in sixteen running sums, which the compiler keeps in one vector
+/// register (a single running sum is a chain of dependent scalar additions, since
+/// floating-point addition may not be reordered for it).
+pub(super) fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    const LANES: usize = 16;
+    let mut acc = [T::zero(); LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let mut sum = T::zero();
+    for (x, y) in a_chunks.remainder().iter().zip(b_chunks.remainder()) {
+        sum += *x * *y;
+    }
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    for v in acc {
+        sum += v;
+    }
+    sum
+}
+
+/// `sum a[i]`, in sixteen running sums (see [`dot`]).
+pub(super) fn sum(a: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let chunks = a.chunks_exact(LANES);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for x in chunks {
+        for l in 0..LANES {
+            acc[l] += x[l];
+        }
+    }
+    rest + acc.iter().sum::<f32>()
+}
+
+/// `sum (v - m)²` over `x`, in sixteen running sums (see [`dot`]).
+pub(super) fn squares(x: &[f32], m: f32) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest: f32 = chunks.remainder().iter().map(|&v| (v - m) * (v - m)).sum();
+    for c in chunks {
+        for l in 0..LANES {
+            acc[l] += (c[l] - m) * (c[l] - m);
+        }
+    }
+    rest + acc.iter().sum::<f32>()
+}
+
+/// `sum g (v - m)` over `g` and `x`, in sixteen running sums (see [`dot`]).
+pub(super) fn centred_dot(g: &[f32], x: &[f32], m: f32) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let (gc, xc) = (g.chunks_exact(LANES), x.chunks_exact(LANES));
+    let rest: f32 = gc
+        .remainder()
+        .iter()
+        .zip(xc.remainder())
+        .map(|(&a, &v)| a * (v - m))
+        .sum();
+    for (a, v) in gc.zip(xc) {
+        for l in 0..LANES {
+            acc[l] += a[l] * (v[l] - m);
+        }
+    }
+    rest + acc.iter().sum::<f32>()
+}
+
+/// The element types the direct kernels run in: f32 for training, f64 for gradient
+/// checks.
+pub trait Float:
+    WithDType + Copy + Send + Sync + std::ops::Mul<Output = Self> + std::ops::AddAssign
+{
+}
+
+impl Float for f32 {}
+
+impl Float for f64 {}
+
+pub(super) fn to_vec<T: Float>(t: &Tensor) -> Result<Vec<T>> {
+    t.flatten_all()?.to_vec1::<T>()
+}
+
+/// A CPU tensor's values, borrowed from its storage when they lie contiguously there
+/// (no copy of a whole activation per backward pass), else copied.
+pub(super) enum Values<'a, T> {
+    Borrowed(candle_core::StorageRef<'a>, Range<usize>),
+    Copied(Vec<T>),
+}
+
+impl<'a, T: Float> Values<'a, T> {
+    pub(super) fn of(t: &'a Tensor) -> Result<Self> {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(cpu), Some((start, end))) =
+            (&*storage, layout.contiguous_offsets())
+            && T::cpu_storage_as_slice(cpu).is_ok()
+        {
+            return Ok(Self::Borrowed(storage, start..end));
+        }
+        drop(storage);
+        Ok(Self::Copied(to_vec(t)?))
+    }
+}
+
+impl<T: Float> std::ops::Deref for Values<'_, T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        match self {
+            Self::Borrowed(storage, range) => match &**storage {
+                candle_core::Storage::Cpu(cpu) => match T::cpu_storage_as_slice(cpu) {
+                    Ok(values) => &values[range.clone()],
+                    Err(_) => unreachable!("the dtype was checked in Values::of"),
+                },
+                _ => unreachable!("the device was checked in Values::of"),
+            },
+            Self::Copied(values) => values,
+        }
+    }
+}
+
+/// The contiguous `f32` values of a CPU storage under `layout`.
+pub(super) fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let CpuStorage::F32(values) = storage else {
+        candle_core::bail!("cxr's fused kernels take f32 tensors");
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&values[start..end]),
+        None => candle_core::bail!("cxr's fused kernels need contiguous tensors"),
+    }
+}
+
+/// `(images, channels, values per channel plane)` of an `(N, C, ...)` shape.
+pub(super) fn planes(shape: &Shape) -> Result<(usize, usize, usize)> {
+    let dims = shape.dims();
+    if dims.len() < 2 {
+        candle_core::bail!("batch norm needs (N, C, ...) input, got {dims:?}");
+    }
+    Ok((dims[0], dims[1], dims[2..].iter().product()))
+}

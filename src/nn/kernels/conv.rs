@@ -1,0 +1,519 @@
+//! Full and 1 x 1 convolutions: im2col and `gemm`'s matrix products in cache-sized bands,
+//! with the bias and an optional ReLU fused in.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::common::*;
+
+/// A full 2-D convolution, stride 1, `padding` on each side, no groups, as
+/// `x.conv2d(w, padding, 1, 1, 1)`, with the input gradient computed as a convolution
+/// (im2col and a matrix product) instead of candle's `conv_transpose2d` loop.
+pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
+    conv2d_bias(x, w, None, padding)
+}
+
+/// [`conv2d`] plus a per-channel `bias`, added as the products are summed (on the CPU
+/// there is no separate pass over the output to add it, nor one to sum its gradient).
+pub fn conv2d_bias(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    padding: usize,
+) -> Result<Tensor> {
+    conv2d_act(x, w, bias, padding, false)
+}
+
+/// [`conv2d_bias`] followed by ReLU, Keras's `Conv2D(..., activation="relu")`: on the
+/// CPU the ReLU is applied as the output is written and its gradient inside the
+/// convolution's backward pass (no separate op, no extra pass over the activation).
+pub fn conv2d_bias_relu(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    padding: usize,
+) -> Result<Tensor> {
+    conv2d_act(x, w, bias, padding, true)
+}
+
+fn conv2d_act(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    padding: usize,
+    relu: bool,
+) -> Result<Tensor> {
+    let (_, c, h, width) = x.dims4()?;
+    let (o, wc, k, kw) = w.dims4()?;
+    if x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && bias.is_none_or(|b| b.dtype() == DType::F32)
+        && wc == c
+        && k == kw
+        && h + 2 * padding >= k
+        && width + 2 * padding >= k
+    {
+        let zeros;
+        let bias = match bias {
+            Some(b) => b,
+            None => {
+                zeros = Tensor::zeros(o, DType::F32, x.device())?;
+                &zeros
+            }
+        };
+        return x.apply_op3(w, bias, Im2colConv { padding, relu });
+    }
+    bias_relu(conv2d_candle(x, w, padding)?, bias, relu)
+}
+
+/// `y` plus the per-channel `bias`, then ReLU: the fused ops' work in candle's ops, for
+/// the devices and types they do not take.
+fn bias_relu(y: Tensor, bias: Option<&Tensor>, relu: bool) -> Result<Tensor> {
+    let y = match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
+        None => y,
+    };
+    if relu { y.relu() } else { Ok(y) }
+}
+
+/// candle's convolution, with the input gradient taken as a convolution where candle
+/// would run its `conv_transpose2d` loop (f64 tensors on the CPU).
+fn conv2d_candle(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
+    let float = matches!(x.dtype(), DType::F32 | DType::F64);
+    if !x.device().is_cpu() || !float || !(x.track_op() || w.track_op()) {
+        return x.conv2d(w, padding, 1, 1, 1);
+    }
+    let output = x.detach().conv2d(&w.detach(), padding, 1, 1, 1)?;
+    let backward: Arc<Backward> = Arc::new(move |x, w, grad| {
+        let k = w.dim(2)?;
+        // dL/dx: the output gradient convolved with the kernel turned 180 degrees and
+        // with its in and out channels swapped.
+        let turned = flip(&flip(w, 2)?, 3)?.transpose(0, 1)?.contiguous()?;
+        let gx = grad.conv2d(&turned, k - 1 - padding, 1, 1, 1)?;
+        // dL/dw: each input channel correlated with each output channel's gradient over
+        // the batch (the batch becomes the channel axis of a convolution).
+        let gw = x
+            .transpose(0, 1)?
+            .contiguous()?
+            .conv2d(&grad.transpose(0, 1)?.contiguous()?, padding, 1, 1, 1)?
+            .transpose(0, 1)?
+            .contiguous()?;
+        // A size that does not divide evenly can leave gw a row or column too large.
+        let gw = gw.narrow(2, 0, k)?.narrow(3, 0, w.dim(3)?)?;
+        Ok((gx, gw))
+    });
+    with_gradients(x, w, output, backward)
+}
+
+/// `c = a b` (or `c += a b` with `accumulate`) for `a` m x k and `b` k x n, each given
+/// as its values with a row stride and a column stride (so that a transposed view is
+/// just other strides), and `c` m x n the same way. Single-threaded: callers run one per
+/// image, in parallel.
+fn matmul(
+    (m, n, k): (usize, usize, usize),
+    (c, c_rs, c_cs): (&mut [f32], usize, usize),
+    (a, a_rs, a_cs): (&[f32], usize, usize),
+    (b, b_rs, b_cs): (&[f32], usize, usize),
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    // Every element read or written lies inside its slice.
+    // `c`'s elements are distinct (one stride is 1 and the other spans it).
+    assert!((c_cs == 1 && c_rs >= n) || (c_rs == 1 && c_cs >= m));
+    assert!(c.len() > (m - 1) * c_rs + (n - 1) * c_cs);
+    assert!(a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
+    assert!(b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    // SAFETY: the asserts above bound every index gemm computes from these strides; the
+    // three slices are distinct borrows, so `c` does not alias `a` or `b`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            c_cs as isize,
+            c_rs as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// The columns of output rows `rows` of one image for a `k` x `k` convolution: row
+/// `(channel, i, j)` holds the input shifted by `(i - p, j - p)` at each of those output
+/// positions, zero outside.
+fn im2col(image: &[f32], channels: usize, g: Plane, rows: Range<usize>) -> Vec<f32> {
+    // Written front to back, each value once (zeroing the whole buffer first cost as
+    // much as the copy).
+    let mut col = Vec::with_capacity(channels * g.k * g.k * rows.len() * g.wo);
+    let zeros = |col: &mut Vec<f32>, n: usize| col.extend(std::iter::repeat_n(0f32, n));
+    for ch in 0..channels {
+        let plane = &image[ch * g.h * g.w..][..g.h * g.w];
+        for i in 0..g.k {
+            for j in 0..g.k {
+                let (first, last, shift) = g.columns(j);
+                let from = (first as isize + shift) as usize;
+                for y in rows.clone() {
+                    let Some(r) = g.input_row(y, i) else {
+                        zeros(&mut col, g.wo);
+                        continue;
+                    };
+                    zeros(&mut col, first);
+                    col.extend_from_slice(&plane[r * g.w + from..][..last - first]);
+                    zeros(&mut col, g.wo - last);
+                }
+            }
+        }
+    }
+    col
+}
+
+/// The reverse of [`im2col`]: every column value added back to the input position it
+/// came from.
+fn col2im(col: &[f32], image: &mut [f32], channels: usize, g: Plane, rows: Range<usize>) {
+    let cols = rows.len() * g.wo;
+    for ch in 0..channels {
+        let plane = &mut image[ch * g.h * g.w..][..g.h * g.w];
+        for i in 0..g.k {
+            for j in 0..g.k {
+                let row = &col[((ch * g.k + i) * g.k + j) * cols..][..cols];
+                let (first, last, shift) = g.columns(j);
+                let from = (first as isize + shift) as usize;
+                for (t, y) in rows.clone().enumerate() {
+                    let Some(r) = g.input_row(y, i) else { continue };
+                    let dst = &mut plane[r * g.w + from..][..last - first];
+                    for (d, v) in dst.iter_mut().zip(&row[t * g.wo + first..t * g.wo + last]) {
+                        *d += *v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Bytes of im2col columns built at a time: about a core's L2 cache, so that the matrix
+/// product reads them back from cache instead of memory.
+const TILE_BYTES: usize = 1 << 20;
+
+/// The geometry of an im2col convolution and how its output rows are cut into tiles.
+#[derive(Clone, Copy)]
+struct ConvShape {
+    n: usize,
+    c: usize,
+    o: usize,
+    g: Plane,
+    rows_per_tile: usize,
+}
+
+impl ConvShape {
+    fn new(x: &Layout, w: &Layout, padding: usize) -> Result<Self> {
+        let (n, c, h, width) = x.shape().dims4()?;
+        let (o, _, k, _) = w.shape().dims4()?;
+        Ok(Self::of(n, c, o, (h, width), k, padding))
+    }
+
+    fn of(n: usize, c: usize, o: usize, (h, w): (usize, usize), k: usize, p: usize) -> Self {
+        let g = Plane {
+            h,
+            w,
+            k,
+            p,
+            ho: h + 2 * p + 1 - k,
+            wo: w + 2 * p + 1 - k,
+        };
+        let columns = TILE_BYTES / 4 / (c * k * k).max(1);
+        let rows_per_tile = (columns / g.wo.max(1)).clamp(1, g.ho.max(1));
+        Self {
+            n,
+            c,
+            o,
+            g,
+            rows_per_tile,
+        }
+    }
+
+    /// The convolution that carries the output gradient back to the input: `o` channels
+    /// in, `c` out, the kernel turned 180 degrees, padding `k - 1 - p`; `None` when the
+    /// padding is wider than the kernel.
+    fn input_gradient(&self) -> Option<Self> {
+        let p = (self.g.k - 1).checked_sub(self.g.p)?;
+        let back = Self::of(self.n, self.o, self.c, (self.g.ho, self.g.wo), self.g.k, p);
+        (back.g.ho == self.g.h && back.g.wo == self.g.w).then_some(back)
+    }
+
+    /// A 1 x 1 convolution without padding, whose im2col columns are the input itself.
+    fn pointwise(&self) -> bool {
+        self.g.k == 1 && self.g.p == 0
+    }
+
+    fn ckk(&self) -> usize {
+        self.c * self.g.k * self.g.k
+    }
+
+    fn tiles(&self) -> impl Iterator<Item = Range<usize>> + Clone + '_ {
+        (0..self.g.ho)
+            .step_by(self.rows_per_tile)
+            .map(|y| y..(y + self.rows_per_tile).min(self.g.ho))
+    }
+}
+
+/// A full convolution with bias, stride 1, as im2col and matrix products: the output is
+/// cut into (image, band of rows) tiles whose columns fit in cache, computed in
+/// parallel, so a single image uses every core. The backward pass runs the images in
+/// parallel and rebuilds each band's columns for both gradients (`dw += dy colᵀ`,
+/// `dcol = wᵀ dy`, then col2im); the bias gradient is the sum of `dy` per channel.
+struct Im2colConv {
+    padding: usize,
+    /// ReLU on the output, and its gradient folded into the backward pass.
+    relu: bool,
+}
+
+impl CustomOp3 for Im2colConv {
+    fn name(&self) -> &'static str {
+        "cxr-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (input, kernel, bias) = (f32_slice(xs, xl)?, f32_slice(ws, wl)?, f32_slice(bs, bl)?);
+        let s = ConvShape::new(xl, wl, self.padding)?;
+        let (g, o, ckk, relu) = (s.g, s.o, s.ckk(), self.relu);
+        let (hw, chw) = (g.ho * g.wo, s.c * g.h * g.w);
+        let tiles: Vec<Range<usize>> = s.tiles().collect();
+        let jobs: Vec<(usize, Range<usize>)> = (0..s.n)
+            .flat_map(|i| tiles.iter().map(move |t| (i, t.clone())))
+            .collect();
+        let done: Vec<Vec<f32>> = jobs
+            .par_iter()
+            .map(|(i, rows)| {
+                let cols = rows.len() * g.wo;
+                let mut y: Vec<f32> = bias
+                    .iter()
+                    .flat_map(|&b| std::iter::repeat_n(b, cols))
+                    .collect();
+                let image = &input[i * chw..][..chw];
+                if s.pointwise() {
+                    // A 1 x 1 convolution's columns are the image itself.
+                    let x = (&image[rows.start * g.wo..], hw, 1);
+                    matmul((o, cols, ckk), (&mut y, cols, 1), (kernel, ckk, 1), x, true);
+                } else {
+                    let col = im2col(image, s.c, g, rows.clone());
+                    let col = (col.as_slice(), cols, 1);
+                    matmul(
+                        (o, cols, ckk),
+                        (&mut y, cols, 1),
+                        (kernel, ckk, 1),
+                        col,
+                        true,
+                    );
+                }
+                y
+            })
+            .collect();
+        let mut out = vec![0f32; s.n * o * hw];
+        out.par_chunks_mut(o * hw)
+            .zip(done.par_chunks(tiles.len()))
+            .for_each(|(image, bands)| {
+                for (rows, y) in tiles.iter().zip(bands) {
+                    let cols = rows.len() * g.wo;
+                    for ch in 0..o {
+                        let out = &mut image[ch * hw + rows.start * g.wo..][..cols];
+                        let values = &y[ch * cols..][..cols];
+                        if relu {
+                            for (o, &v) in out.iter_mut().zip(values) {
+                                *o = v.max(0.0);
+                            }
+                        } else {
+                            out.copy_from_slice(values);
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((s.n, o, g.ho, g.wo))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _bias: &Tensor,
+        output: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let s = ConvShape::new(x.layout(), w.layout(), self.padding)?;
+        let (g, o, c, ckk) = (s.g, s.o, s.c, s.ckk());
+        let (hw, chw) = (g.ho * g.wo, c * g.h * g.w);
+        let (input, kernel, dy) = (
+            Values::<f32>::of(x)?,
+            Values::<f32>::of(w)?,
+            Values::<f32>::of(grad)?,
+        );
+        // Through the ReLU first: the gradient passes where the output is positive.
+        let masked: Vec<f32>;
+        let dy: &[f32] = if self.relu {
+            let y = Values::<f32>::of(output)?;
+            masked = dy
+                .par_iter()
+                .zip(y.par_iter())
+                .map(|(&g, &v)| if v > 0.0 { g } else { 0.0 })
+                .collect();
+            &masked
+        } else {
+            &dy
+        };
+        // The input's gradient is skipped where nothing upstream needs it (the image).
+        let want_gx = x.track_op();
+        let back = s.input_gradient().filter(|_| !s.pointwise());
+        // The kernel as the backward convolution needs it: `(c, o, k, k)`, turned.
+        let turned: Vec<f32> = match back {
+            Some(_) => {
+                let kk = g.k * g.k;
+                let mut t = vec![0f32; c * o * kk];
+                for oc in 0..o {
+                    for ic in 0..c {
+                        for ij in 0..kk {
+                            t[(ic * o + oc) * kk + kk - 1 - ij] = kernel[(oc * c + ic) * kk + ij];
+                        }
+                    }
+                }
+                t
+            }
+            None => Vec::new(),
+        };
+        let mut gx = vec![0f32; if want_gx { s.n * chw } else { 0 }];
+        let per_image = |i: usize, gxi: Option<&mut [f32]>| {
+            let image = &input[i * chw..][..chw];
+            let dyi = &dy[i * o * hw..][..o * hw];
+            let mut gw = vec![0f32; o * ckk];
+            let wt = (&kernel[..], 1, ckk);
+            let mut gxi = gxi;
+            for rows in s.tiles() {
+                let cols = rows.len() * g.wo;
+                let dyt = &dyi[rows.start * g.wo..];
+                if s.pointwise() {
+                    // dw += dy xᵀ; dx = wᵀ dy, straight into the input's gradient.
+                    let x = (&image[rows.start * g.wo..], 1, hw);
+                    matmul((o, ckk, cols), (&mut gw, ckk, 1), (dyt, hw, 1), x, true);
+                    if let Some(gxi) = gxi.as_deref_mut() {
+                        let gxt = (&mut gxi[rows.start * g.wo..], hw, 1);
+                        matmul((ckk, cols, o), gxt, wt, (dyt, hw, 1), false);
+                    }
+                    continue;
+                }
+                let col = im2col(image, c, g, rows.clone());
+                // dw += dy (o x cols, rows hw apart) times colᵀ (cols x ckk).
+                let colt = (col.as_slice(), 1, cols);
+                matmul((o, ckk, cols), (&mut gw, ckk, 1), (dyt, hw, 1), colt, true);
+                if let (Some(gxi), None) = (gxi.as_deref_mut(), back) {
+                    // dcol = wᵀ (ckk x o) times dy, folded back onto the image.
+                    let mut dcol = vec![0f32; ckk * cols];
+                    matmul(
+                        (ckk, cols, o),
+                        (&mut dcol, cols, 1),
+                        wt,
+                        (dyt, hw, 1),
+                        false,
+                    );
+                    col2im(&dcol, gxi, c, g, rows);
+                }
+            }
+            if let (Some(gxi), Some(b)) = (gxi, back) {
+                // dx: dy convolved with the turned kernel, band by band of dx's rows.
+                let (bg, okk) = (b.g, b.ckk());
+                for rows in b.tiles() {
+                    let cols = rows.len() * bg.wo;
+                    let col = im2col(dyi, o, bg, rows.clone());
+                    let gxt = (&mut gxi[rows.start * bg.wo..], g.h * g.w, 1);
+                    matmul(
+                        (c, cols, okk),
+                        gxt,
+                        (&turned, okk, 1),
+                        (&col, cols, 1),
+                        false,
+                    );
+                }
+            }
+            let gb: Vec<f32> = dyi.chunks_exact(hw).map(sum).collect();
+            (gw, gb)
+        };
+        let zero = || (vec![0f32; o * ckk], vec![0f32; o]);
+        let add = |(mut aw, mut ab): (Vec<f32>, Vec<f32>), (bw, bb): (Vec<f32>, Vec<f32>)| {
+            aw.iter_mut().zip(&bw).for_each(|(a, b)| *a += *b);
+            ab.iter_mut().zip(&bb).for_each(|(a, b)| *a += *b);
+            (aw, ab)
+        };
+        let (gw, gb) = if want_gx {
+            gx.par_chunks_mut(chw)
+                .enumerate()
+                .map(|(i, gxi)| per_image(i, Some(gxi)))
+                .reduce(zero, add)
+        } else {
+            (0..s.n)
+                .into_par_iter()
+                .map(|i| per_image(i, None))
+                .reduce(zero, add)
+        };
+        let dev = x.device();
+        let gx = match want_gx {
+            true => Some(Tensor::from_vec(gx, x.shape(), dev)?),
+            false => None,
+        };
+        Ok((
+            gx,
+            Some(Tensor::from_vec(gw, w.shape(), dev)?),
+            Some(Tensor::from_vec(gb, o, dev)?),
+        ))
+    }
+}
+
+/// A pointwise (1 x 1) convolution as a matrix product per image: `w (O, C, 1, 1)` times
+/// `x (N, C, H*W)`. Forward and backward are both matrix products.
+pub fn pointwise(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    pointwise_bias(x, w, None)
+}
+
+/// [`pointwise`] plus a per-channel bias; on the CPU the im2col convolution, which for
+/// a 1 x 1 kernel multiplies the image in place and adds the bias as it goes.
+pub fn pointwise_bias(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    pointwise_act(x, w, bias, false)
+}
+
+/// [`pointwise_bias`] followed by ReLU, fused on the CPU as in [`conv2d_bias_relu`].
+pub fn pointwise_bias_relu(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    pointwise_act(x, w, bias, true)
+}
+
+fn pointwise_act(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, relu: bool) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        return conv2d_act(x, w, bias, 0, relu);
+    }
+    let (n, c, h, width) = x.dims4()?;
+    let o = w.dim(0)?;
+    let w2 = w.reshape((o, c))?;
+    let y = w2.broadcast_matmul(&x.reshape((n, c, h * width))?)?;
+    bias_relu(y.reshape((n, o, h, width))?, bias, relu)
+}

@@ -1,0 +1,169 @@
+//! 2 x 2 (k x k) max-pooling in one parallel pass each way.
+
+use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::common::*;
+
+/// A `k` x `k` max-pool, stride `k`, the last rows and columns that do not fill a
+/// window dropped (Keras's `MaxPool2D`), in one parallel pass; its backward pass gives
+/// each window's gradient to the first of its maxima, as PyTorch does.
+struct MaxPool {
+    k: usize,
+}
+
+/// The larger of `a` and `b`, or NaN if either is (as PyTorch's max-pool propagates it);
+/// the first of equal values, so the gradient goes where the scalar loop sends it.
+fn max_nan(a: f32, b: f32) -> f32 {
+    if b > a || b.is_nan() && !a.is_nan() {
+        b
+    } else {
+        a
+    }
+}
+
+impl candle_core::CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "cxr-max-pool"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = layout.shape().dims4()?;
+        let k = self.k;
+        let (ho, wo) = (h / k, w / k);
+        let x = f32_slice(storage, layout)?;
+        let mut y = vec![0f32; n * c * ho * wo];
+        if k == 2 {
+            // The common case, as branch-free selects the compiler can vectorise.
+            y.par_chunks_mut(ho * wo)
+                .zip(x.par_chunks(h * w))
+                .for_each(|(y, x)| {
+                    for (r, out) in y.chunks_exact_mut(wo).enumerate() {
+                        let (top, bottom) =
+                            (&x[2 * r * w..][..2 * wo], &x[(2 * r + 1) * w..][..2 * wo]);
+                        for (o, (a, b)) in out
+                            .iter_mut()
+                            .zip(top.chunks_exact(2).zip(bottom.chunks_exact(2)))
+                        {
+                            *o = max_nan(max_nan(a[0], a[1]), max_nan(b[0], b[1]));
+                        }
+                    }
+                });
+            return Ok((CpuStorage::F32(y), Shape::from((n, c, ho, wo))));
+        }
+        y.par_chunks_mut(ho * wo)
+            .zip(x.par_chunks(h * w))
+            .for_each(|(y, x)| {
+                for r in 0..ho {
+                    for col in 0..wo {
+                        let mut best = f32::NEG_INFINITY;
+                        for i in 0..k {
+                            let row = &x[(r * k + i) * w + col * k..][..k];
+                            for &v in row {
+                                if v > best || v.is_nan() {
+                                    best = v;
+                                }
+                            }
+                        }
+                        y[r * wo + col] = best;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), Shape::from((n, c, ho, wo))))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(x.contiguous()?.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &MaxPoolBackward { k: self.k },
+        )?))
+    }
+}
+
+/// The gradient of [`MaxPool`] with respect to its input.
+struct MaxPoolBackward {
+    k: usize,
+}
+
+impl candle_core::CustomOp2 for MaxPoolBackward {
+    fn name(&self) -> &'static str {
+        "cxr-max-pool-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, _, h, w) = x_layout.shape().dims4()?;
+        let k = self.k;
+        let (ho, wo) = (h / k, w / k);
+        let (x, g) = (f32_slice(x, x_layout)?, f32_slice(grad, grad_layout)?);
+        let mut gx = vec![0f32; x.len()];
+        if k == 2 {
+            // Each window's gradient to its first maximum, as selects (no branches).
+            gx.par_chunks_mut(h * w)
+                .zip(x.par_chunks(h * w).zip(g.par_chunks(ho * wo)))
+                .for_each(|(gx, (x, g))| {
+                    for (r, g) in g.chunks_exact(wo).enumerate() {
+                        let (top, bottom) =
+                            (&x[2 * r * w..][..2 * wo], &x[(2 * r + 1) * w..][..2 * wo]);
+                        let (gtop, gbottom) = gx[2 * r * w..].split_at_mut(w);
+                        let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+                        let outs = gtop.chunks_exact_mut(2).zip(gbottom.chunks_exact_mut(2));
+                        for ((&g, (a, b)), (ga, gb)) in g.iter().zip(windows).zip(outs) {
+                            let (mut best, mut at) = (a[0], 0);
+                            for (v, i) in [(a[1], 1), (b[0], 2), (b[1], 3)] {
+                                if v > best {
+                                    (best, at) = (v, i);
+                                }
+                            }
+                            ga[0] = if at == 0 { g } else { 0.0 };
+                            ga[1] = if at == 1 { g } else { 0.0 };
+                            gb[0] = if at == 2 { g } else { 0.0 };
+                            gb[1] = if at == 3 { g } else { 0.0 };
+                        }
+                    }
+                });
+            return Ok((CpuStorage::F32(gx), x_layout.shape().clone()));
+        }
+        gx.par_chunks_mut(h * w)
+            .zip(x.par_chunks(h * w).zip(g.par_chunks(ho * wo)))
+            .for_each(|(gx, (x, g))| {
+                for r in 0..ho {
+                    for col in 0..wo {
+                        let (mut best, mut at) = (f32::NEG_INFINITY, (r * k) * w + col * k);
+                        for i in 0..k {
+                            for j in 0..k {
+                                let p = (r * k + i) * w + col * k + j;
+                                if x[p] > best {
+                                    best = x[p];
+                                    at = p;
+                                }
+                            }
+                        }
+                        gx[at] += g[r * wo + col];
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(gx), x_layout.shape().clone()))
+    }
+}
+
+/// A `k` x `k` max-pool, stride `k`, a last row or column that does not fill a window
+/// dropped: a fused parallel kernel for `f32` on the CPU; elsewhere a reshape and two
+/// `max` reductions in candle's ops (where tied maxima each get the gradient).
+pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        return x.contiguous()?.apply_op1(MaxPool { k });
+    }
+    let (ho, wo) = (h / k, w / k);
+    x.narrow(2, 0, ho * k)?
+        .narrow(3, 0, wo * k)?
+        .reshape((n, c, ho, k, wo, k))?
+        .max(5)?
+        .max(3)
+}
