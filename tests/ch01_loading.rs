@@ -355,3 +355,17 @@ fn cxr_lesson_1_writes_its_figure_and_unknown_lessons_say_what_exists() {
         "{stderr}"
     );
 }
+
+#[test]
+fn flips_mirror_and_turn_the_pixels_as_opencv_does() {
+    // A 3 x 2 gray image: cv2.flip(img, 1) swaps columns, cv2.flip(img, 0) rows.
+    let image = image::GrayImage::from_raw(3, 2, vec![1, 2, 3, 4, 5, 6]).unwrap();
+    let xray = XRay::from_image("grid.png", DynamicImage::ImageLuma8(image)).unwrap();
+    assert_eq!(xray.fliplr().image().as_bytes(), &[3, 2, 1, 6, 5, 4]);
+    assert_eq!(xray.flipud().image().as_bytes(), &[4, 5, 6, 1, 2, 3]);
+    assert_eq!(
+        xray.fliplr().fliplr().image().as_bytes(),
+        xray.image().as_bytes()
+    );
+    assert_eq!(xray.fliplr().path(), xray.path());
+}

@@ -232,3 +232,76 @@ fn matrices_print_as_numpy_prints_them() {
         (327, 63, 58, 176)
     );
 }
+
+/// `tests/fixtures/sklearn/curves.json`, made by `make_sklearn_curves.py` beside it.
+fn curves_fixture() -> Value {
+    let text = std::fs::read_to_string("tests/fixtures/sklearn/curves.json").unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn precision_recall_curves_and_average_precision_equal_scikit_learns() {
+    use cxr::metrics::{average_precision_score, precision_recall_curve, predict_at};
+    for case in curves_fixture()["binary"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let y: Vec<bool> = labels(&case["y_true"]).iter().map(|&t| t == 1).collect();
+        let s = numbers(&case["y_score"]);
+        let curve = precision_recall_curve(&y, &s).unwrap();
+        assert_close(&curve.precision, &numbers(&case["precision"]), name);
+        assert_close(&curve.recall, &numbers(&case["recall"]), name);
+        assert_close(&curve.thresholds, &numbers(&case["thresholds"]), name);
+        let ap = average_precision_score(&y, &s).unwrap();
+        assert_close(&[ap], &[number(&case["average_precision"])], name);
+        // Balanced accuracy of the decisions at 0.5.
+        let pred: Vec<usize> = predict_at(&s, 0.5).into_iter().map(usize::from).collect();
+        let truth: Vec<usize> = y.iter().map(|&t| usize::from(t)).collect();
+        let balanced = cxr::metrics::balanced_accuracy_score(&truth, &pred).unwrap();
+        assert_close(&[balanced], &[number(&case["balanced_accuracy"])], name);
+        let loss = cxr::metrics::binary_log_loss(&y, &s).unwrap();
+        assert!(
+            (loss - number(&case["log_loss"])).abs() < 1e-9,
+            "{name}: log loss {loss} against {}",
+            case["log_loss"]
+        );
+    }
+}
+
+#[test]
+fn multiclass_log_loss_balanced_accuracy_and_one_vs_one_auc_equal_scikit_learns() {
+    use cxr::metrics::{balanced_accuracy_score, log_loss, roc_auc_score_ovo};
+    let case = &curves_fixture()["multiclass"];
+    let y = labels(&case["y_true"]);
+    let rows: Vec<Vec<f64>> = case["y_score"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(numbers)
+        .collect();
+    let scores = Array2::from_shape_vec((rows.len(), 3), rows.concat()).unwrap();
+    let loss = log_loss(&y, scores.view()).unwrap();
+    assert!((loss - number(&case["log_loss"])).abs() < 1e-12, "{loss}");
+    let pred: Vec<usize> = scores
+        .rows()
+        .into_iter()
+        .map(|r| (0..3).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap())
+        .collect();
+    let balanced = balanced_accuracy_score(&y, &pred).unwrap();
+    assert_close(
+        &[balanced],
+        &[number(&case["balanced_accuracy"])],
+        "balanced",
+    );
+    for (average, key) in [
+        (Average::Macro, "roc_auc_ovo_macro"),
+        (Average::Weighted, "roc_auc_ovo_weighted"),
+    ] {
+        let ours = roc_auc_score_ovo(&y, scores.view(), average).unwrap();
+        assert_close(&[ours], &[number(&case[key])], key);
+    }
+    // Scores that are not probabilities are refused, as scikit-learn refuses them.
+    let doubled = &scores * 2.0;
+    let err = roc_auc_score_ovo(&y, doubled.view(), Average::Macro)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sum to 1"), "{err}");
+}

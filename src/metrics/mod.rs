@@ -1,5 +1,6 @@
-//! How good is a classifier? Confusion matrices, the scores read off them, ROC curves and
-//! their areas, with scikit-learn's definitions (checked number for number against
+//! How good is a classifier? Confusion matrices, the scores read off them (accuracy,
+//! balanced accuracy, precision, recall, F1), ROC and precision-recall curves and their
+//! areas, the log loss of probabilities, with scikit-learn's definitions (checked number for number against
 //! scikit-learn 1.7 in `tests/metrics_sklearn_parity.rs`).
 //!
 //! Classes are numbered `0..n_classes`; for the X-rays 0 is NORMAL and 1 is PNEUMONIA, the
@@ -12,15 +13,20 @@
 //! and where it does not, so that an upstream fix shows up.
 
 mod confusion;
+mod loss;
+mod pr;
 mod roc;
 
 pub use confusion::{
     Average, BinaryCounts, ClassScores, ConfusionMatrix, Report, ZeroDivision, accuracy_score,
-    classification_report, confusion_matrix, f1_score, precision_recall_fscore_support,
-    precision_score, recall_score,
+    balanced_accuracy_score, classification_report, confusion_matrix, f1_score,
+    precision_recall_fscore_support, precision_score, recall_score,
 };
+pub use loss::{binary_log_loss, log_loss};
+pub use pr::{PrecisionRecallCurve, average_precision_score, precision_recall_curve, predict_at};
 pub use roc::{
-    OperatingPoint, RocCurve, auc, one_vs_rest, roc_auc_score, roc_auc_score_ovr, roc_curve,
+    OperatingPoint, RocCurve, auc, one_vs_rest, roc_auc_score, roc_auc_score_ovo,
+    roc_auc_score_ovr, roc_curve,
 };
 
 use crate::{Error, Result};

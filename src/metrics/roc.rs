@@ -193,6 +193,74 @@ pub fn roc_auc_score_ovr(
     }
 }
 
+/// Multi-class ROC AUC, one class against one other, as scikit-learn's
+/// `roc_auc_score(y_true, y_score, multi_class="ovo", average=...)` (Hand and Till,
+/// 2001): for each pair of classes, the samples of those two only, each class's column
+/// scored against the other and the two areas averaged; `Macro` averages the pairs,
+/// `Weighted` weights each by the share of samples in its two classes. Insensitive to how
+/// common each class is. Each row of `y_score` must be probabilities summing to 1.
+pub fn roc_auc_score_ovo(
+    y_true: &[usize],
+    y_score: ArrayView2<f64>,
+    average: super::Average,
+) -> Result<f64> {
+    use super::Average;
+    check_lengths("ROC AUC", y_true.len(), y_score.nrows())?;
+    let n_classes = y_score.ncols();
+    if let Some(&bad) = y_true.iter().find(|&&t| t >= n_classes) {
+        return Err(Error::Metric {
+            metric: "ROC AUC",
+            detail: format!("class {bad} but scores for {n_classes} classes"),
+            fix: "give y_score one column per class",
+        });
+    }
+    if y_score
+        .rows()
+        .into_iter()
+        .any(|r| (r.sum() - 1.0).abs() > 1e-6)
+    {
+        return Err(Error::Metric {
+            metric: "one-vs-one ROC AUC",
+            detail: "a row of scores does not sum to 1".into(),
+            fix: "pass class probabilities (after the softmax)",
+        });
+    }
+    let weighted = match average {
+        Average::Macro => false,
+        Average::Weighted => true,
+        _ => {
+            return Err(Error::Metric {
+                metric: "one-vs-one ROC AUC",
+                detail: "only macro and weighted averages are defined".into(),
+                fix: "use Average::Macro or Average::Weighted",
+            });
+        }
+    };
+    let present: Vec<usize> = (0..n_classes).filter(|c| y_true.contains(c)).collect();
+    let (mut sum, mut weights) = (0.0, 0.0);
+    for (i, &a) in present.iter().enumerate() {
+        for &b in &present[i + 1..] {
+            let rows: Vec<usize> = (0..y_true.len())
+                .filter(|&r| y_true[r] == a || y_true[r] == b)
+                .collect();
+            let area = |class: usize| -> Result<f64> {
+                let truths: Vec<bool> = rows.iter().map(|&r| y_true[r] == class).collect();
+                let scores: Vec<f64> = rows.iter().map(|&r| y_score[[r, class]]).collect();
+                roc_auc_score(&truths, &scores)
+            };
+            let pair = (area(a)? + area(b)?) / 2.0;
+            let weight = if weighted {
+                rows.len() as f64 / y_true.len() as f64
+            } else {
+                1.0
+            };
+            sum += weight * pair;
+            weights += weight;
+        }
+    }
+    Ok(sum / weights)
+}
+
 impl RocCurve {
     /// The area under this curve.
     pub fn auc(&self) -> Result<f64> {
