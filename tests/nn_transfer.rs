@@ -8,7 +8,7 @@ use candle_core::{Device, ModuleT, Tensor};
 use cxr::data::Pipeline;
 use cxr::nn::layers::{BatchNormalization, Dense, Flatten, GlobalAveragePooling2D, Rescaling};
 use cxr::nn::{Sequential, VggConfig, vgg};
-use cxr::train::{Adam, Fit, Loss, Optimizer, Trainer};
+use cxr::train::{Adam, Fit, Loss, Trainer};
 use serde_json::Value;
 
 mod common;
