@@ -113,20 +113,12 @@ pub fn fit_model(
 /// Writes (once) `n` generated images of `size` x `size` under `dir` in
 /// `train/val/test` class folders, and says what they are.
 pub fn generated_data(dir: &Path, n: usize, size: usize) -> Result<String> {
-    if !dir.join("README.md").is_file() {
-        crate::data::write_dataset(
-            dir,
-            SynthOptions {
-                n,
-                size: size as u32,
-                ..Default::default()
-            },
-        )?;
-    }
-    Ok(format!(
-        "{n} GENERATED images of {size} x {size} in {} (drawings, not X-rays: no result here is a result on real radiographs)",
-        dir.display()
-    ))
+    let options = SynthOptions {
+        n,
+        size: size as u32,
+        ..Default::default()
+    };
+    crate::data::ensure_generated(dir, options)
 }
 
 /// Accuracy and loss, training against validation, epoch by epoch.

@@ -52,6 +52,7 @@ pub mod baseline;
 pub mod plot;
 pub mod distribute;
 pub mod train;
+#[cfg(feature = "fetch")]
 pub mod fetch;
 pub mod nn;
 pub mod metrics;
@@ -61,9 +62,15 @@ pub mod imaging;
 pub mod display;
 pub mod io;
 pub mod error;
+#[cfg(feature = "cli")]
 pub mod alloc;
 
 pub use error::{Error, Result};
+
+/// The repository this library was built from: where the bundled data are and the book's
+/// paths start. A notebook moves there in its first cells (`set_current_dir(cxr::ROOT)`),
+/// which works however often it runs.
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The crates whose types cxr's API hands out, re-exported so that a notebook or a program
 /// can use them at the versions cxr was built with.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use crate::baseline::Predictions;
-use crate::data::{Parts, SynthOptions, batches, class_counts, load_parts, write_dataset};
+use crate::data::{Parts, SynthOptions, batches, class_counts, ensure_generated, load_parts};
 use crate::distribute::{ProcessGroup, Strategy};
 use crate::nn::{BatchNormConfig, XrayCnnConfig, initial_bias, xray_cnn_on};
 use crate::train::{
@@ -201,24 +201,13 @@ fn find_data(data: Option<&Path>, out: &Path, cfg: &TrainConfig) -> Result<(Path
         return Ok((dir.to_path_buf(), dir.display().to_string()));
     }
     let dir = out.join(format!("generated-{}", cfg.image_size));
-    if !dir.join("README.md").is_file() {
-        write_dataset(
-            &dir,
-            SynthOptions {
-                n: cfg.generated_images,
-                size: cfg.image_size as u32,
-                seed: cfg.seed,
-                ..Default::default()
-            },
-        )?;
-    }
-    let origin = format!(
-        "{} GENERATED images of {} x {} in {} (drawings, not X-rays: no result here is a result on real radiographs)",
-        cfg.generated_images,
-        cfg.image_size,
-        cfg.image_size,
-        dir.display()
-    );
+    let options = SynthOptions {
+        n: cfg.generated_images,
+        size: cfg.image_size as u32,
+        seed: cfg.seed,
+        ..Default::default()
+    };
+    let origin = ensure_generated(&dir, options)?;
     Ok((dir, origin))
 }
 

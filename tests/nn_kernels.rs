@@ -26,11 +26,18 @@ fn close(a: &Tensor, b: &Tensor, what: &str) {
     );
 }
 
+/// A seed from a case's name: every case draws its own numbers, the same on every run.
+fn seed(what: &str) -> u64 {
+    what.bytes().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
+}
+
 /// `ours` and `theirs` equal, and so the gradients of every one of `vars` through a loss
 /// that weights each output element differently.
 fn same_outputs_and_gradients(what: &str, ours: Tensor, theirs: Tensor, vars: &[(&Var, &str)]) {
     close(&ours, &theirs, &format!("{what} output"));
-    let mix = Tensor::randn(0f32, 1.0, theirs.shape(), theirs.device()).unwrap();
+    let mix = common::randn(seed(what) + 1, 0.0, 1.0, theirs.shape());
     let ga = (ours * &mix)
         .unwrap()
         .sum_all()
@@ -61,9 +68,8 @@ fn compare(
     ours: &dyn Fn(&Tensor, &Tensor) -> Tensor,
     theirs: &dyn Fn(&Tensor, &Tensor) -> Tensor,
 ) {
-    let dev = Device::Cpu;
-    let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, x_shape, &dev).unwrap()).unwrap();
-    let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, w_shape, &dev).unwrap()).unwrap();
+    let x = Var::from_tensor(&common::randn(seed(what) + 2, 0.0, 1.0, x_shape)).unwrap();
+    let w = Var::from_tensor(&common::randn(seed(what) + 3, 0.0, 1.0, w_shape)).unwrap();
     let (a, b) = (ours(&x, &w), theirs(&x, &w));
     same_outputs_and_gradients(what, a, b, &[(&x, "input"), (&w, "weight")]);
 }
@@ -116,7 +122,6 @@ fn full_convolution_matches_candle() {
 /// broadcast bias (and its ReLU).
 #[test]
 fn banded_convolution_with_bias_matches_candle() {
-    let dev = Device::Cpu;
     for (n, ci, co, h, w, k, p) in [
         (2, 64, 5, 41, 30, 3, 1),
         (1, 64, 3, 70, 17, 3, 0),
@@ -124,9 +129,10 @@ fn banded_convolution_with_bias_matches_candle() {
         // 1 x 1: the image is its own columns, and 256 channels make bands of 34 rows.
         (2, 256, 3, 40, 30, 1, 0),
     ] {
-        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, ci, h, w), &dev).unwrap()).unwrap();
-        let k = Var::from_tensor(&Tensor::randn(0f32, 0.1, (co, ci, k, k), &dev).unwrap()).unwrap();
-        let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, co, &dev).unwrap()).unwrap();
+        let case = (n * ci * co * h * w * k + p) as u64;
+        let x = Var::from_tensor(&common::randn(case, 0.0, 1.0, (n, ci, h, w))).unwrap();
+        let k = Var::from_tensor(&common::randn(case + 1, 0.0, 0.1, (co, ci, k, k))).unwrap();
+        let b = Var::from_tensor(&common::randn(case + 2, 0.0, 1.0, co)).unwrap();
         for relu in [false, true] {
             let ours = match relu {
                 true => conv2d_bias_relu(&x, &k, Some(&b), p).unwrap(),
@@ -165,8 +171,7 @@ fn compare_unary(
     ours: &dyn Fn(&Tensor) -> Tensor,
     theirs: &dyn Fn(&Tensor) -> Tensor,
 ) {
-    let dev = Device::Cpu;
-    let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, shape, &dev).unwrap()).unwrap();
+    let x = Var::from_tensor(&common::randn(seed(what), 0.0, 1.0, shape)).unwrap();
     let (a, b) = (ours(&x), theirs(&x));
     same_outputs_and_gradients(what, a, b, &[(&x, "input")]);
 }
@@ -268,7 +273,6 @@ fn batch_norm_reference(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> 
 
 #[test]
 fn fused_batch_norm_matches_candles_ops_with_all_three_gradients() {
-    let dev = Device::Cpu;
     for shape in [
         vec![4, 3, 5, 7],
         vec![25, 8],
@@ -276,10 +280,10 @@ fn fused_batch_norm_matches_candles_ops_with_all_three_gradients() {
         vec![1, 2, 3, 3],
     ] {
         let c = shape[1];
-        let x =
-            Var::from_tensor(&Tensor::randn(0.5f32, 2.0, shape.as_slice(), &dev).unwrap()).unwrap();
-        let gamma = Var::from_tensor(&Tensor::randn(1f32, 0.3, c, &dev).unwrap()).unwrap();
-        let beta = Var::from_tensor(&Tensor::randn(0f32, 0.3, c, &dev).unwrap()).unwrap();
+        let case = shape.iter().product::<usize>() as u64;
+        let x = Var::from_tensor(&common::randn(case, 0.5, 2.0, shape.as_slice())).unwrap();
+        let gamma = Var::from_tensor(&common::randn(case + 1, 1.0, 0.3, c)).unwrap();
+        let beta = Var::from_tensor(&common::randn(case + 2, 0.0, 0.3, c)).unwrap();
         let (ours, _, _) = cxr::nn::kernels::batch_norm_train(&x, &gamma, &beta, 1e-3).unwrap();
         let theirs = batch_norm_reference(&x, &gamma, &beta, 1e-3);
         let what = format!("batch norm {shape:?}");

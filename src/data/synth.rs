@@ -191,6 +191,38 @@ pub fn write_dataset(out: impl AsRef<Path>, options: SynthOptions) -> Result<Syn
     Ok(summary)
 }
 
+/// The generated data set of `options` in `dir`: written the first time, reused after
+/// (the README records what was written, and a folder made with other options is made
+/// anew). Returns what to call the data in every report: GENERATED, with its size.
+pub fn ensure_generated(dir: impl AsRef<Path>, options: SynthOptions) -> Result<String> {
+    let dir = dir.as_ref();
+    let readme = dir.join("README.md");
+    let recorded = format!(
+        "(seed {}, {} images of {} x {} pixels)",
+        options.seed, options.n, options.size, options.size
+    );
+    let current = std::fs::read_to_string(&readme).is_ok_and(|text| text.contains(&recorded));
+    if !current {
+        if readme.is_file() {
+            // Ours, made with other options: the splits' folders are replaced whole.
+            for split in ["train", "val", "test"] {
+                let folder = dir.join(split);
+                if folder.is_dir() {
+                    std::fs::remove_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+                }
+            }
+        }
+        write_dataset(dir, options)?;
+    }
+    Ok(format!(
+        "{} GENERATED images of {} x {} in {} (drawings, not X-rays: no result here is a result on real radiographs)",
+        options.n,
+        options.size,
+        options.size,
+        dir.display()
+    ))
+}
+
 /// A soft step from 1 inside to 0 outside, `edge` wide, for `d` = distance to the border
 /// (negative inside).
 fn soft(d: f32, edge: f32) -> f32 {

@@ -11,7 +11,7 @@ use super::layers::{
     BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Rescaling, SeparableConv2D,
 };
 use super::modules::BatchNormConfig;
-use super::sequential::{Sequential, layer_seed};
+use super::sequential::Sequential;
 use crate::{Error, Result};
 
 /// Filters of the four `conv_block`s.
@@ -28,7 +28,8 @@ pub struct XrayCnnConfig {
     pub output_bias: Option<f64>,
     /// Batch normalisation settings (Keras's by default).
     pub batch_norm: BatchNormConfig,
-    /// Seed of the dropout masks (each layer draws its own stream from it).
+    /// Seed of the initial weights and of the dropout masks (each layer draws its own
+    /// stream from it).
     pub seed: u64,
 }
 
@@ -76,17 +77,13 @@ pub fn dense_block(
     block: usize,
     (units, rate): (usize, f32),
     batch_norm: BatchNormConfig,
-    seed: u64,
 ) -> Result<()> {
     model.add(format!("dense{block}"), Dense::new(units).relu())?;
     model.add(
         format!("dense{block}_bn"),
         BatchNormalization::from(batch_norm),
     )?;
-    model.add(
-        format!("dense{block}_dropout"),
-        Dropout::new(rate).seed(seed),
-    )?;
+    model.add(format!("dense{block}_dropout"), Dropout::new(rate))?;
     Ok(())
 }
 
@@ -118,15 +115,12 @@ pub fn xray_cnn_on(cfg: XrayCnnConfig, device: &Device) -> Result<Sequential> {
         conv_block(&mut model, block, filters, cfg.batch_norm)?;
         // The tutorial drops a fifth of the values after the third and fourth blocks.
         if block >= 3 {
-            let dropout = Dropout::new(0.2).seed(layer_seed(cfg.seed, block));
-            model.add(format!("block{block}_dropout"), dropout)?;
+            model.add(format!("block{block}_dropout"), Dropout::new(0.2))?;
         }
     }
     model.add("flatten", Flatten)?;
     for (i, &units_and_rate) in DENSE_BLOCKS.iter().enumerate() {
-        let block = i + 1;
-        let seed = layer_seed(cfg.seed, 10 + block);
-        dense_block(&mut model, block, units_and_rate, cfg.batch_norm, seed)?;
+        dense_block(&mut model, i + 1, units_and_rate, cfg.batch_norm)?;
     }
     model.add(
         "output",

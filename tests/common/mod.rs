@@ -81,3 +81,17 @@ pub fn weight_values(weights: &candle_nn::VarMap) -> Vec<(String, Vec<f32>)> {
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
+
+/// Normal random values from a seeded generator: candle's CPU `Tensor::randn` cannot be
+/// seeded, and a comparison that fails once must fail again on the same numbers.
+pub fn randn<S: Into<candle_core::Shape>>(seed: u64, mean: f32, std: f32, shape: S) -> Tensor {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    let shape = shape.into();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let normal = rand_distr::Normal::new(mean, std).unwrap();
+    let values: Vec<f32> = (0..shape.elem_count())
+        .map(|_| normal.sample(&mut rng))
+        .collect();
+    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+}

@@ -76,8 +76,8 @@ fn render(markdown: &str, source_name: &str) -> String {
              It runs on the evcxr Rust kernel; the first cells build the `cxr` library (a few minutes the first time) \
              and move to the repository root, where the book's paths start.*"
         )),
-        Cell::Code(":dep cxr = { path = \"..\" }".into()),
-        Cell::Code("std::env::set_current_dir(\"..\")?;".into()),
+        Cell::Code(":dep cxr = { path = \"..\", default-features = false }".into()),
+        Cell::Code("std::env::set_current_dir(cxr::ROOT)?;".into()),
     ];
     cells.extend(split(markdown));
     let cells: Vec<Value> = cells
