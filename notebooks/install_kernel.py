@@ -29,9 +29,10 @@ ROOT = HERE.parent
 VERSION = "0.22.0"
 
 # rust-analyzer's crates that infer types and resolve names, which the kernel runs for
-# every cell, optimised (opt-level 1); everything else in the kernel stays unoptimised.
+# every cell, optimised (opt-level 2); everything else in the kernel stays unoptimised.
 # Measured (notebooks/README.md): a notebook runs 5 times faster than on an unoptimised
-# kernel, and the kernel builds in about half the time of a fully optimised one.
+# kernel, twice as fast as with these crates at opt-level 1, and the kernel builds in
+# 9 minutes on 2 cores against 11 for a kernel optimised throughout.
 OPTIMISED = [
     "ra_ap_hir_ty",
     "ra_ap_hir_def",
@@ -58,7 +59,7 @@ def build_command(root):
     if root:
         command += ["--root", str(root)]
     for crate in OPTIMISED:
-        command += ["--config", f"profile.dev.package.{crate}.opt-level=1"]
+        command += ["--config", f"profile.dev.package.{crate}.opt-level=2"]
     return command
 
 

@@ -7,12 +7,21 @@ cells. Writes each executed notebook beside the original (`NN-name.executed.ipyn
 
 Needs nbclient (`pip install nbclient`) and the `rust` kernel (notebooks/README.md).
 The kernel's settings come from the environment it inherits (EVCXR_TMPDIR,
-EVCXR_CONFIG_DIR); `--build-dir` sets both for you.
+EVCXR_CONFIG_DIR) or from the kernel's spec, which install_kernel.py writes.
+
+`--jobs 2` runs two kernels at a time once the first notebook has built the library: a
+kernel spends most of a cell analysing it on one thread, so two use two cores. Each
+kernel needs a build folder of its own (evcxr writes its crate there); the second starts
+as a copy of the first, compiled dependencies included.
 """
 
 import argparse
+import json
+import multiprocessing
 import os
+import shutil
 import statistics
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -60,12 +69,82 @@ def row(t):
     )
 
 
+def kernel_spec(kernel):
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return KernelSpecManager().get_kernel_spec(kernel)
+
+
+def worker(paths, kernel, timeout, build, queue):
+    """Runs `paths` one after another on a copy of `kernel` that builds in `build`."""
+    if build is not None:
+        spec = kernel_spec(kernel)
+        home = Path(tempfile.mkdtemp(prefix="cxr-kernels-"))
+        (home / "kernels" / kernel).mkdir(parents=True)
+        env = dict(spec.env or {}, EVCXR_TMPDIR=str(build))
+        body = {
+            "argv": spec.argv,
+            "display_name": spec.display_name,
+            "language": spec.language,
+            "interrupt_mode": spec.interrupt_mode,
+            "env": env,
+        }
+        (home / "kernels" / kernel / "kernel.json").write_text(json.dumps(body))
+        # Jupyter looks in JUPYTER_PATH first, so `kernel` names this copy here.
+        os.environ["JUPYTER_PATH"] = str(home)
+    for path in paths:
+        times, out = run(path, kernel, timeout)
+        queue.put((str(path), times, str(out)))
+
+
+def run_all(notebooks, kernel, timeout, jobs):
+    """Yields (path, times, executed copy) as notebooks finish."""
+    if jobs <= 1 or len(notebooks) <= 1:
+        for path in notebooks:
+            times, out = run(path, kernel, timeout)
+            yield str(path), times, str(out)
+        return
+    # The first notebook alone: it compiles the library and its dependencies once.
+    first, rest = notebooks[0], notebooks[1:]
+    times, out = run(first, kernel, timeout)
+    yield str(first), times, str(out)
+    build = Path(
+        os.environ.get("EVCXR_TMPDIR") or (kernel_spec(kernel).env or {}).get("EVCXR_TMPDIR", "")
+    )
+    if not build.is_dir():
+        sys.exit("--jobs needs the kernel's build folder (EVCXR_TMPDIR): run install_kernel.py")
+    builds = [None]
+    for job in range(1, jobs):
+        copy = build.with_name(f"{build.name}-job{job}")
+        if not copy.exists():
+            shutil.copytree(build, copy, symlinks=True)
+        builds.append(copy)
+    # New processes, not forks of this one, which has run an event loop already.
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    shares = [rest[job::jobs] for job in range(jobs)]
+    procs = [
+        context.Process(target=worker, args=(share, kernel, timeout, b, queue))
+        for share, b in zip(shares, builds)
+        if share
+    ]
+    for proc in procs:
+        proc.start()
+    for _ in rest:
+        yield queue.get()
+    for proc in procs:
+        proc.join()
+        if proc.exitcode != 0:
+            sys.exit(f"a notebook runner failed (exit {proc.exitcode})")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="+", type=Path)
     parser.add_argument("--kernel", default="rust")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     parser.add_argument("--table", type=Path, help="also write the table here")
+    parser.add_argument("--jobs", type=int, default=1, help="kernels at a time")
     parser.add_argument(
         "--build-dir",
         type=Path,
@@ -83,12 +162,14 @@ def main():
     ]
     lines = []
     notebooks = [p for p in args.notebooks if not p.name.endswith(".executed.ipynb")]
-    for path in notebooks:
-        times, out = run(path, args.kernel, args.timeout)
+    started = time.monotonic()
+    for _, times, out in run_all(notebooks, args.kernel, args.timeout, args.jobs):
         lines.append(row(times))
         print(lines[-1], flush=True)
         print(f"  wrote {out}", file=sys.stderr, flush=True)
+    lines.sort()
     table = "\n".join(header + lines) + "\n"
+    table += f"\n{len(notebooks)} notebooks, {args.jobs} at a time: {time.monotonic() - started:.0f} s\n"
     print(table)
     if args.table:
         args.table.parent.mkdir(parents=True, exist_ok=True)

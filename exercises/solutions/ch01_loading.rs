@@ -1,14 +1,14 @@
 //! Chapter 1: load chest X-rays and resize them (reference solution).
 //!
 //! The lesson is in the book (`chapters/ch01-loading.md`). Check your work with
-//! `cargo test -p cxr-exercises ch01`; the grader is `src/graders/ch01_loading.rs`.
+//! `cargo test --release -p cxr-exercises ch01`; the grader is `src/graders/ch01_loading.rs`.
 
 use std::path::Path;
 
 use cxr::prelude::*;
 
 /// The list of X-rays (`file,label,patient_id`). Paths here are relative to the
-/// `exercises/` folder, because that is where `cargo test -p cxr-exercises` runs.
+/// `exercises/` folder, because that is where `cargo test --release -p cxr-exercises` runs.
 pub const CSV_PATH: &str = "../data/chest_xray/val.csv";
 
 // Instruction 1: the folder next to the CSV file, named like it without ".csv".

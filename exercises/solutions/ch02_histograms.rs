@@ -2,7 +2,7 @@
 //! (reference solution).
 //!
 //! The lesson is in the book (`chapters/ch02-histograms.md`). Check your work with
-//! `cargo test -p cxr-exercises ch02`; the grader is `src/graders/ch02_histograms.rs`.
+//! `cargo test --release -p cxr-exercises ch02`; the grader is `src/graders/ch02_histograms.rs`.
 
 use std::ops::Range;
 

@@ -2,7 +2,7 @@
 //! (reference solution).
 //!
 //! The lesson is in the book (`chapters/ch03-augmentation.md`). Check your work with
-//! `cargo test -p cxr-exercises ch03`; the grader is `src/graders/ch03_augmentation.rs`.
+//! `cargo test --release -p cxr-exercises ch03`; the grader is `src/graders/ch03_augmentation.rs`.
 
 use cxr::ch03_augmentation::generate_dataset;
 use cxr::data::DirectoryIterator;

@@ -1,7 +1,7 @@
 //! Chapter 4: complete VGG16's third and fourth convolution blocks (reference solution).
 //!
 //! The lesson is in the book (`chapters/ch04-vgg.md`). Check your work with
-//! `cargo test -p cxr-exercises ch04`; the grader is `src/graders/ch04_vgg.rs`.
+//! `cargo test --release -p cxr-exercises ch04`; the grader is `src/graders/ch04_vgg.rs`.
 
 use cxr::nn::{Sequential, VggConfig, vgg};
 

@@ -1,7 +1,7 @@
 //! Chapter 3: rescale and flip the training images, and make the data sets.
 //!
 //! The lesson is in the book (`chapters/ch03-augmentation.md`). Check your work with
-//! `cargo test -p cxr-exercises ch03`; the grader is `src/graders/ch03_augmentation.rs`.
+//! `cargo test --release -p cxr-exercises ch03`; the grader is `src/graders/ch03_augmentation.rs`.
 
 use cxr::data::DirectoryIterator;
 use cxr::prelude::*;

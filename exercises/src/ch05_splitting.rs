@@ -1,7 +1,7 @@
 //! Chapter 5: split iris into train, validation and test, 7 : 1.5 : 1.5.
 //!
 //! The lesson is in the book (`chapters/ch05-splitting.md`). Check your work with
-//! `cargo test -p cxr-exercises ch05`; the grader is `src/graders/ch05_splitting.rs`.
+//! `cargo test --release -p cxr-exercises ch05`; the grader is `src/graders/ch05_splitting.rs`.
 
 use cxr::ch05_splitting::{SEED, load_iris, merge_data};
 use cxr::data::{SplitOptions, train_val_test_split};

@@ -1,7 +1,7 @@
 //! Chapter 6: size the data for VGG19 and train it with the lesson's `fit` call.
 //!
 //! The lesson is in the book (`chapters/ch06-training.md`). Check your work with
-//! `cargo test -p cxr-exercises ch06`; the grader is `src/graders/ch06_training.rs`.
+//! `cargo test --release -p cxr-exercises ch06`; the grader is `src/graders/ch06_training.rs`.
 
 use cxr::data::Pipeline;
 use cxr::train::{Batch, Fit, History, Trainer};

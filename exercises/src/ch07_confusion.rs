@@ -1,7 +1,7 @@
 //! Chapter 7: read the four counts off a confusion matrix and compute the four scores.
 //!
 //! The lesson is in the book (`chapters/ch07-confusion.md`). Check your work with
-//! `cargo test -p cxr-exercises ch07`; the grader is `src/graders/ch07_confusion.rs`.
+//! `cargo test --release -p cxr-exercises ch07`; the grader is `src/graders/ch07_confusion.rs`.
 
 use cxr::ch07_confusion::Scores;
 

@@ -1,7 +1,7 @@
 //! Chapter 8: the area under each class's ROC curve, and a colour per class.
 //!
 //! The lesson is in the book (`chapters/ch08-roc.md`). Check your work with
-//! `cargo test -p cxr-exercises ch08`; the grader is `src/graders/ch08_roc.rs`.
+//! `cargo test --release -p cxr-exercises ch08`; the grader is `src/graders/ch08_roc.rs`.
 
 #[allow(unused_imports)]
 use cxr::metrics::auc;

@@ -1,7 +1,7 @@
 //! Chapter 9: the tutorial's label from a path, and its split size.
 //!
 //! The lesson is in the book (`chapters/ch09-tutorial.md`). Check your work with
-//! `cargo test -p cxr-exercises ch09`; the grader is `src/graders/ch09_tutorial.rs`.
+//! `cargo test --release -p cxr-exercises ch09`; the grader is `src/graders/ch09_tutorial.rs`.
 
 /// 1 for an X-ray in a `PNEUMONIA` folder, 0 otherwise, read from the second-to-last part
 /// of a path such as `chest_xray/train/PNEUMONIA/person1_bacteria_1.jpeg`.

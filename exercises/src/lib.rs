@@ -1,7 +1,7 @@
 //! The course's exercises, one file per chapter, in course order.
 //!
-//! Edit the `TODO`s in `src/chNN_*.rs`; grade with `cargo test -p cxr-exercises chNN` or see
-//! every chapter's score with `cargo run -- grade`. The graders live in `src/graders/` and
+//! Edit the `TODO`s in `src/chNN_*.rs`; grade with `cargo test --release -p cxr-exercises chNN` or see
+//! every chapter's score with `cargo run --release -- grade`. The graders live in `src/graders/` and
 //! the reference solutions in `solutions/` (built with `--features solutions`): peek only
 //! when stuck.
 

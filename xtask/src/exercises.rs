@@ -55,8 +55,16 @@ pub fn check(root: &Path) -> Result<()> {
 fn grade(root: &Path, solutions: bool) -> Result<Value> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(root)
-        .args(["run", "--quiet", "--bin", "cxr", "--", "grade", "--json"]);
+    cmd.current_dir(root).args([
+        "run",
+        "--release",
+        "--quiet",
+        "--bin",
+        "cxr",
+        "--",
+        "grade",
+        "--json",
+    ]);
     if solutions {
         cmd.arg("--solutions");
     }

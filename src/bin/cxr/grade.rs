@@ -5,7 +5,7 @@
 //! its panic message is the hint shown to the learner.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -74,12 +74,26 @@ impl Report {
             .map(|c| &c.chapter)
         {
             out.push_str(&format!(
-                "; next: edit exercises/src/{next}.rs, then `cargo test -p cxr-exercises {next}`"
+                "; next: edit exercises/src/{next}.rs, then `cargo test --release -p cxr-exercises {next}`"
             ));
         }
         out.push('\n');
         out
     }
+}
+
+/// The checkout that holds `dir`: the nearest folder at or above it with
+/// `exercises/Cargo.toml`, so that a clone grades its own exercises.
+pub fn find_root(dir: &Path) -> Result<PathBuf> {
+    dir.ancestors()
+        .find(|d| d.join("exercises").join("Cargo.toml").is_file())
+        .map(Path::to_path_buf)
+        .with_context(|| {
+            format!(
+                "no exercises/ folder at or above {}: run `cxr grade` inside the course's repository, or pass --root",
+                dir.display()
+            )
+        })
 }
 
 /// Runs the graders of the workspace at `root` and collects the scores.
@@ -88,6 +102,7 @@ pub fn run(root: &Path, solutions: bool) -> Result<Report> {
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root).args([
         "test",
+        "--release",
         "--package",
         "cxr-exercises",
         "--lib",

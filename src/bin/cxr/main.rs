@@ -170,9 +170,10 @@ enum Command {
         /// Grade the reference solutions instead of your work.
         #[arg(long)]
         solutions: bool,
-        /// The repository root (where Cargo.toml and exercises/ are).
-        #[arg(long, default_value = env!("CARGO_MANIFEST_DIR"))]
-        root: PathBuf,
+        /// The repository root (where Cargo.toml and exercises/ are); by default the one
+        /// that holds the current folder.
+        #[arg(long)]
+        root: Option<PathBuf>,
     },
 }
 
@@ -433,6 +434,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             solutions,
             root,
         }) => {
+            let root = match root {
+                Some(root) => root,
+                None => grade::find_root(&std::env::current_dir()?)?,
+            };
+            if !json {
+                println!("grading {}", root.join("exercises").display());
+            }
             let report = grade::run(&root, solutions)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
