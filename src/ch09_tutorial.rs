@@ -244,11 +244,7 @@ pub fn run(data: &Path, out: &Path) -> Result<Vec<String>> {
 /// The tutorial's four plots: precision, recall, accuracy and loss per epoch, training
 /// against validation.
 pub fn history_figure(history: &crate::train::History) -> Result<Figure> {
-    crate::plot::history_figure(
-        history,
-        &["precision", "recall", "binary_accuracy", "loss"],
-        2,
-    )
+    crate::plot::history_figure(history, &crate::run::HISTORY_PANELS, 2)
 }
 
 /// Where the replica benchmark's numbers are kept (`cargo bench --bench replicas`,

@@ -36,6 +36,8 @@ pub const STATE_FILE: &str = "train_state.safetensors";
 pub const PREDICTIONS_FILE: &str = "test_predictions.csv";
 /// The tutorial's four-panel figure.
 pub const HISTORY_FIGURE: &str = "history.png";
+/// Its panels, as the tutorial plots them: each metric for training and validation.
+pub const HISTORY_PANELS: [&str; 4] = ["precision", "recall", "binary_accuracy", "loss"];
 
 /// How the tutorial trains, and on what.
 #[derive(Debug, Clone, PartialEq)]
@@ -363,12 +365,7 @@ pub fn train_tutorial(
         });
     }
     let figure = folder.join(HISTORY_FIGURE);
-    crate::plot::history_figure(
-        &history,
-        &["precision", "recall", "binary_accuracy", "loss"],
-        2,
-    )?
-    .save(&figure)?;
+    crate::plot::history_figure(&history, &HISTORY_PANELS, 2)?.save(&figure)?;
     lines.push(format!(
         "trained {} epoch(s) in {seconds:.0} s; best val_loss at epoch {}",
         history.epochs.len(),

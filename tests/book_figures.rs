@@ -140,6 +140,17 @@ fn chapter_6() {
 }
 
 #[test]
+fn chapter_9_history() {
+    // The main job's history (`cargo run --release`, out/latest/history.csv).
+    let history = cxr::train::History::read_csv("chapters/figures/ch09-history.csv").unwrap();
+    assert_current(
+        "chapters/figures/ch09-history.png",
+        ch09_tutorial::history_figure(&history).unwrap(),
+        "cp out/latest/history.csv chapters/figures/ch09-history.csv, then cargo test --release --doc ch09 and cp out/ch09-history.png chapters/figures/",
+    );
+}
+
+#[test]
 fn chapter_9_scaling() {
     assert_current(
         "chapters/figures/ch09-scaling.png",

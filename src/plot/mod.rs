@@ -633,8 +633,10 @@ fn draw_lines<DB: DrawingBackend>(
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 18))
         .margin_right(RIGHT)
+        // The upright axis title is drawn reaching left of its area: a margin keeps it whole.
+        .margin_left(14)
         .x_label_area_size(40)
-        .y_label_area_size(LEFT)
+        .y_label_area_size(LEFT + 5)
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(plot_error)?;
     chart
@@ -659,10 +661,60 @@ fn draw_lines<DB: DrawingBackend>(
         .configure_series_labels()
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(emptiest_corner(series, (x0, x1), (y0, y1)))
         .draw()
         .map_err(plot_error)?;
     Ok(())
+}
+
+/// Where the legend covers the least of the curves, as matplotlib's `loc="best"`: the
+/// corner (a quarter of the width, a fifth of the height) that the fewest points of the
+/// lines, sampled between the data points too, fall in.
+fn emptiest_corner(
+    series: &[Series],
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+) -> SeriesLabelPosition {
+    let (w, h) = (x1 - x0, y1 - y0);
+    let mut points = Vec::new();
+    for curve in series {
+        let xy: Vec<(f64, f64)> = curve
+            .x
+            .iter()
+            .zip(curve.y)
+            .map(|(&x, &y)| (x, y))
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect();
+        for pair in xy.windows(2) {
+            let ((ax, ay), (bx, by)) = (pair[0], pair[1]);
+            points.extend((0..20).map(|k| {
+                let t = f64::from(k) / 20.0;
+                (ax + t * (bx - ax), ay + t * (by - ay))
+            }));
+        }
+        points.extend(xy.last());
+    }
+    let corners = [
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::LowerRight, true, false),
+        (SeriesLabelPosition::UpperLeft, false, true),
+        (SeriesLabelPosition::LowerLeft, false, false),
+    ];
+    let covered = |right: bool, upper: bool| {
+        points
+            .iter()
+            .filter(|&&(x, y)| {
+                let fx = (x - x0) / w;
+                let fy = (y - y0) / h;
+                (if right { fx >= 0.72 } else { fx <= 0.28 })
+                    && (if upper { fy >= 0.78 } else { fy <= 0.22 })
+            })
+            .count()
+    };
+    corners
+        .into_iter()
+        .min_by_key(|&(_, right, upper)| covered(right, upper))
+        .map_or(SeriesLabelPosition::UpperRight, |(position, _, _)| position)
 }
 
 /// 1234567 as "1.23M": bar labels must stay short.

@@ -86,7 +86,7 @@ fn render(markdown: &str, source_name: &str) -> String {
             Cell::Markdown(text) => json!({
                 "cell_type": "markdown",
                 "metadata": {},
-                "source": lines(&text.replace("](figures/", "](../chapters/figures/")),
+                "source": lines(&jupyter_markdown(&text)),
             }),
             Cell::Code(code) => json!({
                 "cell_type": "code",
@@ -183,14 +183,37 @@ fn split(markdown: &str) -> Vec<Cell> {
     cells
 }
 
+/// The book's Markdown as Jupyter reads it: figures from the chapters' folder, and
+/// mdBook's MathJax delimiters (`\\(`, `\\[`) as the `$` and `$$` that Jupyter renders
+/// (inline without the inner spaces, which Markdown's `$` rule does not allow).
+fn jupyter_markdown(text: &str) -> String {
+    text.replace("](figures/", "](../chapters/figures/")
+        .replace("\\\\( ", "$")
+        .replace(" \\\\)", "$")
+        .replace("\\\\(", "$")
+        .replace("\\\\)", "$")
+        .replace("\\\\[", "$$")
+        .replace("\\\\]", "$$")
+}
+
 /// A doctest body as a notebook cell: hidden lines are shown (the notebook must run them),
 /// the `Ok::<…>(())` ending that only rustdoc needs is dropped (evcxr handles `?` itself),
 /// and a hidden `// show NAME` hint becomes the cell's last expression, so it is displayed.
+/// Hidden lines between `# // from above {` and `# // }` repeat, for rustdoc, what an
+/// earlier block defined; a notebook has it already, so they are left out.
 fn code_cell(body: &[&str]) -> String {
     let mut out = Vec::new();
     let mut show = None;
+    let mut repeated = false;
     for line in body {
         let trimmed = line.trim_start();
+        if trimmed == "# // from above {" || trimmed == "# // }" {
+            repeated = trimmed.ends_with('{');
+            continue;
+        }
+        if repeated {
+            continue;
+        }
         let visible = if trimmed == "#" {
             String::new()
         } else if let Some(hidden) = trimmed.strip_prefix("# ") {
@@ -284,6 +307,25 @@ mod tests {
             "# Ok::<(), cxr::Error>(())",
         ];
         assert_eq!(code_cell(&body), "use cxr::prelude::*;\nlet x = 1;\nx");
+    }
+
+    #[test]
+    fn formulas_become_jupyter_maths() {
+        assert_eq!(
+            jupyter_markdown("\\\\( \\sigma(z) \\\\) and \\\\[ y \\\\]"),
+            "$\\sigma(z)$ and $$ y $$"
+        );
+    }
+
+    #[test]
+    fn what_an_earlier_block_defined_is_not_repeated() {
+        let body = [
+            "# // from above {",
+            "# fn build() -> u32 { 1 }",
+            "# // }",
+            "let model = build();",
+        ];
+        assert_eq!(code_cell(&body), "let model = build();");
     }
 
     #[test]
