@@ -23,3 +23,29 @@ pub fn class_weights(normal: usize, pneumonia: usize) -> [f64; 2] {
         (1.0 / pneumonia as f64) * total / 2.0,
     ]
 }
+
+use cxr::nn::Sequential;
+use cxr::nn::layers::{BatchNormalization, Dense, Dropout, MaxPool2D, SeparableConv2D};
+
+/// The tutorial's `conv_block(filters)`, as block number `block` of `model`.
+pub fn conv_block(model: &mut Sequential, block: usize, filters: usize) -> cxr::Result<()> {
+    let sepconv = SeparableConv2D::new(filters, 3).relu().padding_same();
+    model.add(format!("block{block}_sepconv1"), sepconv)?;
+    model.add(format!("block{block}_sepconv2"), sepconv)?;
+    model.add(format!("block{block}_bn"), BatchNormalization::new())?;
+    model.add(format!("block{block}_pool"), MaxPool2D::new())?;
+    Ok(())
+}
+
+/// The tutorial's `dense_block(units, dropout_rate)`, as dense block number `block`.
+pub fn dense_block(
+    model: &mut Sequential,
+    block: usize,
+    units: usize,
+    dropout_rate: f32,
+) -> cxr::Result<()> {
+    model.add(format!("dense{block}"), Dense::new(units).relu())?;
+    model.add(format!("dense{block}_bn"), BatchNormalization::new())?;
+    model.add(format!("dense{block}_dropout"), Dropout::new(dropout_rate))?;
+    Ok(())
+}

@@ -26,3 +26,32 @@ pub fn class_weights(normal: usize, pneumonia: usize) -> [f64; 2] {
     let _ = (normal, pneumonia);
     [1.0, 1.0]
 }
+
+use cxr::nn::Sequential;
+#[allow(unused_imports)]
+use cxr::nn::layers::{BatchNormalization, Dense, Dropout, MaxPool2D, SeparableConv2D};
+
+/// The tutorial's `conv_block(filters)`, as block number `block` of `model`: two 3 x 3
+/// separable convolutions with ReLU and `"same"` padding, batch normalisation, then
+/// max-pooling, named `block{block}_sepconv1`, `block{block}_sepconv2`, `block{block}_bn`
+/// and `block{block}_pool`.
+pub fn conv_block(model: &mut Sequential, block: usize, filters: usize) -> cxr::Result<()> {
+    // TODO (instruction 4): add the four layers with `model.add(name, layer)?`, as the
+    // chapter's `conv_block` does (Keras's defaults for the batch normalisation).
+    let _ = (model, block, filters);
+    Ok(())
+}
+
+/// The tutorial's `dense_block(units, dropout_rate)`, as dense block number `block`: a
+/// dense layer with ReLU, batch normalisation, dropout, named `dense{block}`,
+/// `dense{block}_bn` and `dense{block}_dropout`.
+pub fn dense_block(
+    model: &mut Sequential,
+    block: usize,
+    units: usize,
+    dropout_rate: f32,
+) -> cxr::Result<()> {
+    // TODO (instruction 4): the three layers of a dense block.
+    let _ = (model, block, units, dropout_rate);
+    Ok(())
+}

@@ -1,6 +1,10 @@
-//! Grader for chapter 9: labels from paths, the split size, then the class weights.
+//! Grader for chapter 9: labels from paths, the split size, the class weights, then the
+//! model's two blocks, judged by the model they build against Keras's counts.
 
-use crate::ch09_tutorial::{class_weights, get_label, train_size};
+use cxr::nn::Sequential;
+use cxr::nn::layers::{Conv2D, Dense, Dropout, Flatten, MaxPool2D, Rescaling};
+
+use crate::ch09_tutorial::{class_weights, conv_block, dense_block, get_label, train_size};
 
 #[test]
 fn instruction_1_label_from_the_path() {
@@ -71,4 +75,78 @@ fn instruction_3_class_weights() {
             "weighted, both classes should count the same"
         );
     }
+}
+
+/// The tutorial's `build_model()` at 180 x 180, around the learner's two blocks.
+fn model_with_your_blocks() -> cxr::Result<Sequential> {
+    let mut model = Sequential::new("xray_cnn", [3, 180, 180]);
+    model.add("rescaling", Rescaling::new(1.0 / 255.0))?;
+    model.add("conv1", Conv2D::new(16, 3).relu().padding_same())?;
+    model.add("conv2", Conv2D::new(16, 3).relu().padding_same())?;
+    model.add("pool", MaxPool2D::new())?;
+    for (block, filters) in [(1, 32), (2, 64), (3, 128), (4, 256)] {
+        conv_block(&mut model, block, filters)?;
+        if block >= 3 {
+            model.add(format!("block{block}_dropout"), Dropout::new(0.2))?;
+        }
+    }
+    model.add("flatten", Flatten)?;
+    for (block, units, rate) in [(1, 512, 0.7), (2, 128, 0.5), (3, 64, 0.3)] {
+        dense_block(&mut model, block, units, rate)?;
+    }
+    model.add("output", Dense::new(1))?;
+    Ok(model)
+}
+
+#[test]
+fn instruction_4_conv_block_and_dense_block() {
+    let model = match model_with_your_blocks() {
+        Ok(model) => model,
+        Err(e) => panic!(
+            "the model with your blocks does not build: {e}. Hint: each layer takes the \
+             shape the previous one gives; `padding_same()` keeps the height and width"
+        ),
+    };
+    let yours = model.summary();
+    let keras = cxr::nn::xray_cnn(Default::default()).unwrap().summary();
+    let kinds = |s: &cxr::nn::Summary, prefix: &str| -> Vec<String> {
+        s.rows
+            .iter()
+            .filter(|r| r.name.starts_with(prefix))
+            .map(|r| r.kind.clone())
+            .collect()
+    };
+    assert_eq!(
+        kinds(&yours, "block1_"),
+        kinds(&keras, "block1_"),
+        "a conv block is SeparableConv2D, SeparableConv2D, BatchNormalization, MaxPool2D, in \
+         that order: two convolutions find patterns, the batch normalisation rescales \
+         their outputs, and pooling halves the image"
+    );
+    assert_eq!(
+        kinds(&yours, "dense1"),
+        kinds(&keras, "dense1"),
+        "a dense block is Dense, BatchNormalization, Dropout: the dense layer computes, \
+         batch normalisation rescales, dropout silences a share of the units in training"
+    );
+    assert!(
+        yours.non_trainable_params() == keras.non_trainable_params(),
+        "non-trainable parameters: each batch normalisation keeps two running averages per \
+         channel (mean and variance) that no gradient trains; one per block"
+    );
+    assert!(
+        yours.total_params() == keras.total_params(),
+        "parameters: your model's count differs from Keras's. A separable convolution has \
+         9 x C_in depthwise weights, C_in x C_out pointwise ones and C_out biases; a \
+         dense layer units x (inputs + 1); check the filters and units you pass on"
+    );
+    let names =
+        |s: &cxr::nn::Summary| -> Vec<String> { s.rows.iter().map(|r| r.name.clone()).collect() };
+    assert_eq!(
+        names(&yours),
+        names(&keras),
+        "the layers' names: block{{block}}_sepconv1, _sepconv2, _bn, _pool and \
+         dense{{block}}, dense{{block}}_bn, dense{{block}}_dropout, so that saved weights find \
+         their layers"
+    );
 }
