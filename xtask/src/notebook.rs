@@ -273,6 +273,17 @@ pub fn check_executed(path: &Path) -> Result<bool> {
                 ));
             }
         }
+        let figures = cell["outputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| o["data"].get("image/png").is_some())
+            .count();
+        if figures > 1 {
+            problems.push(format!(
+                "cell {index} shows {figures} figures; one cell, one figure:\n{source}"
+            ));
+        }
     }
     if code_cells == 0 {
         problems.push("the notebook has no code cells".into());
