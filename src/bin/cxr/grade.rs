@@ -96,10 +96,36 @@ pub fn find_root(dir: &Path) -> Result<PathBuf> {
         })
 }
 
+/// Cargo sets these for the program it runs (`cargo run`, `cargo xtask`); a cargo started
+/// from that program must not inherit them: build scripts that read them (ring's, for
+/// one) would see other values than in a plain `cargo` and rebuild, and everything above
+/// them with it.
+pub fn without_cargo_run_env(cmd: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+            )
+        {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
 /// Runs the graders of the workspace at `root` and collects the scores.
 pub fn run(root: &Path, solutions: bool) -> Result<Report> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
+    without_cargo_run_env(&mut cmd);
     cmd.current_dir(root).args([
         "test",
         "--release",
