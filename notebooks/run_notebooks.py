@@ -12,7 +12,7 @@ EVCXR_CONFIG_DIR) or from the kernel's spec, which install_kernel.py writes.
 `--jobs 2` runs two kernels at a time once the first notebook has built the library: a
 kernel spends most of a cell analysing it on one thread, so two use two cores. Each
 kernel needs a build folder of its own (evcxr writes its crate there); the second starts
-as a copy of the first, compiled dependencies included.
+as a copy of the first, compiled dependencies included, in `BUILD/jobs/job1`.
 """
 
 import argparse
@@ -80,16 +80,13 @@ def worker(paths, kernel, timeout, build, queue):
     if build is not None:
         spec = kernel_spec(kernel)
         home = Path(tempfile.mkdtemp(prefix="cxr-kernels-"))
-        (home / "kernels" / kernel).mkdir(parents=True)
-        env = dict(spec.env or {}, EVCXR_TMPDIR=str(build))
-        body = {
-            "argv": spec.argv,
-            "display_name": spec.display_name,
-            "language": spec.language,
-            "interrupt_mode": spec.interrupt_mode,
-            "env": env,
-        }
-        (home / "kernels" / kernel / "kernel.json").write_text(json.dumps(body))
+        kernel_dir = home / "kernels" / kernel
+        # The whole folder, version.txt included: evcxr rewrites a kernel folder whose
+        # version it does not recognise, and with it the environment set here.
+        shutil.copytree(spec.resource_dir, kernel_dir)
+        body = json.loads((kernel_dir / "kernel.json").read_text())
+        body["env"] = dict(spec.env or {}, EVCXR_TMPDIR=str(build))
+        (kernel_dir / "kernel.json").write_text(json.dumps(body))
         # Jupyter looks in JUPYTER_PATH first, so `kernel` names this copy here.
         os.environ["JUPYTER_PATH"] = str(home)
     for path in paths:
@@ -113,11 +110,19 @@ def run_all(notebooks, kernel, timeout, jobs):
     )
     if not build.is_dir():
         sys.exit("--jobs needs the kernel's build folder (EVCXR_TMPDIR): run install_kernel.py")
+    # The copies live inside the build folder, which the workspace excludes (a crate
+    # elsewhere in the repository would be taken for a member of it), and under
+    # notebooks/, whose .cargo/config.toml sets how the dependencies are compiled.
     builds = [None]
     for job in range(1, jobs):
-        copy = build.with_name(f"{build.name}-job{job}")
+        copy = build / "jobs" / f"job{job}"
         if not copy.exists():
-            shutil.copytree(build, copy, symlinks=True)
+            shutil.copytree(
+                build,
+                copy,
+                symlinks=True,
+                ignore=lambda folder, names: ["jobs"] if Path(folder) == build else [],
+            )
         builds.append(copy)
     # New processes, not forks of this one, which has run an event loop already.
     context = multiprocessing.get_context("spawn")
