@@ -21,6 +21,19 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// `cxr predict IMAGE --model MODEL`.
+fn predict(image: &Path, model: &Path, cwd: &Path) -> Output {
+    cxr(
+        &[
+            "predict",
+            image.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+        ],
+        cwd,
+    )
+}
+
 const XRAY: &str = "data/chest_xray/val/PNEUMONIA/person1946_bacteria_4874.jpeg";
 
 #[test]
@@ -49,17 +62,9 @@ fn train_then_predict_with_the_saved_model_and_refuse_damaged_input() {
     assert!(model.is_file(), "{said}");
 
     // The model file alone is enough: it holds the architecture and the image size.
-    let predict = cxr(
-        &[
-            "predict",
-            xray.to_str().unwrap(),
-            "--model",
-            model.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
-    let said = text(&predict);
-    assert!(predict.status.success(), "{said}");
+    let answer = predict(&xray, &model, dir.path());
+    let said = text(&answer);
+    assert!(answer.status.success(), "{said}");
     assert!(
         said.contains("percent NORMAL") && said.contains("percent PNEUMONIA"),
         "{said}"
@@ -69,20 +74,9 @@ fn train_then_predict_with_the_saved_model_and_refuse_damaged_input() {
     let bytes = std::fs::read(&xray).unwrap();
     let cut = dir.path().join("cut.jpeg");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let predict = cxr(
-        &[
-            "predict",
-            cut.to_str().unwrap(),
-            "--model",
-            model.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
-    let said = text(&predict);
-    assert!(
-        !predict.status.success(),
-        "a cut JPEG was predicted: {said}"
-    );
+    let answer = predict(&cut, &model, dir.path());
+    let said = text(&answer);
+    assert!(!answer.status.success(), "a cut JPEG was predicted: {said}");
     assert!(
         said.contains("cut.jpeg") && !said.contains("percent"),
         "{said}"
@@ -90,16 +84,8 @@ fn train_then_predict_with_the_saved_model_and_refuse_damaged_input() {
 
     // A training state given as a model: named as such.
     let state = out.join("latest").join("train_state.safetensors");
-    let predict = cxr(
-        &[
-            "predict",
-            xray.to_str().unwrap(),
-            "--model",
-            state.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
-    assert!(!predict.status.success(), "{}", text(&predict));
+    let answer = predict(&xray, &state, dir.path());
+    assert!(!answer.status.success(), "{}", text(&answer));
 }
 
 #[test]
