@@ -350,3 +350,39 @@ fn the_generated_set_is_repeatable_grouped_by_patient_and_kermany_shaped() {
         assert_eq!(std::fs::read(file).unwrap(), std::fs::read(twin).unwrap());
     }
 }
+
+#[test]
+fn generated_data_is_made_once_remade_for_other_options_and_never_mixed_into_a_foreign_folder() {
+    use cxr::data::ensure_generated;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("generated");
+    let small = SynthOptions {
+        n: 20,
+        size: 32,
+        ..Default::default()
+    };
+    let said = ensure_generated(&out, small).unwrap();
+    assert!(said.contains("20 GENERATED images of 32 x 32"), "{said}");
+    let jpegs = |dir: &std::path::Path| {
+        cxr::data::labelled_files(&dir.join("train"))
+            .map(|files| files.len())
+            .unwrap_or(0)
+    };
+    let first = jpegs(&out);
+    assert!(first > 0);
+    // Reused as it is.
+    ensure_generated(&out, small).unwrap();
+    assert_eq!(jpegs(&out), first);
+    // Other options: the folder is made anew, not added to.
+    let larger = SynthOptions { n: 40, ..small };
+    ensure_generated(&out, larger).unwrap();
+    assert!(jpegs(&out) > first);
+    // A folder of someone's own images is refused, and left as it was.
+    let foreign = dir.path().join("mine");
+    std::fs::create_dir_all(foreign.join("train")).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "my data").unwrap();
+    let error = ensure_generated(&foreign, small).unwrap_err().to_string();
+    assert!(error.contains("did not generate"), "{error}");
+    assert!(foreign.join("notes.txt").is_file());
+    assert!(!foreign.join("README.md").exists());
+}

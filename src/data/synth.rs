@@ -19,6 +19,10 @@ use crate::{Error, Result};
 /// The share of pneumonia images in the Kermany training split: 3,875 of 5,216.
 pub const KERMANY_PNEUMONIA_SHARE: f64 = 3875.0 / 5216.0;
 
+/// The first line of a generated data set's README: how a folder is known as one that
+/// may be replaced, never a folder of someone's own images.
+const GENERATED_README_TITLE: &str = "# Generated chest radiographs: not real X-rays";
+
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SynthOptions {
@@ -182,7 +186,7 @@ pub fn write_dataset(out: impl AsRef<Path>, options: SynthOptions) -> Result<Syn
         .map(|((s, l), n)| (splits[s].to_string(), l, n))
         .collect();
     let readme = format!(
-        "# Generated chest radiographs: not real X-rays\n\nMade by `cxr synth` (seed {}, {} images of {} x {} pixels). \
+        "{GENERATED_README_TITLE}\n\nMade by `cxr synth` (seed {}, {} images of {} x {} pixels). \
          They are drawings of a chest, with patchy opacities added for PNEUMONIA. Anything trained on them must \
          say so, and no result on them is a result on real radiographs.\n",
         options.seed, options.n, options.size, options.size
@@ -201,9 +205,9 @@ pub fn ensure_generated(dir: impl AsRef<Path>, options: SynthOptions) -> Result<
         "(seed {}, {} images of {} x {} pixels)",
         options.seed, options.n, options.size, options.size
     );
-    let current = std::fs::read_to_string(&readme).is_ok_and(|text| text.contains(&recorded));
-    if !current {
-        if readme.is_file() {
+    let text = std::fs::read_to_string(&readme).unwrap_or_default();
+    if !text.contains(&recorded) {
+        if text.starts_with(GENERATED_README_TITLE) {
             // Ours, made with other options: the splits' folders are replaced whole.
             for split in ["train", "val", "test"] {
                 let folder = dir.join(split);
@@ -211,6 +215,12 @@ pub fn ensure_generated(dir: impl AsRef<Path>, options: SynthOptions) -> Result<
                     std::fs::remove_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
                 }
             }
+        } else if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
+            return Err(Error::BadArgument(format!(
+                "{} holds files that cxr did not generate (or a generation stopped half way): \
+                 generated images go to a new or empty folder; delete it or choose another",
+                dir.display()
+            )));
         }
         write_dataset(dir, options)?;
     }
