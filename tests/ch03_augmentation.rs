@@ -386,3 +386,34 @@ fn generated_data_is_made_once_remade_for_other_options_and_never_mixed_into_a_f
     assert!(foreign.join("notes.txt").is_file());
     assert!(!foreign.join("README.md").exists());
 }
+
+#[test]
+fn runs_that_generate_the_same_folder_at_once_all_get_it_whole() {
+    // Doctests and notebooks run side by side and ask for the same data set.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("shared");
+    let options = SynthOptions {
+        n: 30,
+        size: 32,
+        ..Default::default()
+    };
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..6)
+            .map(|_| scope.spawn(|| cxr::data::ensure_generated(&out, options)))
+            .collect();
+        runs.into_iter().map(|run| run.join().unwrap()).collect()
+    });
+    for result in results {
+        result.unwrap();
+    }
+    let files = cxr::data::labelled_files(&out.join("train")).unwrap().len()
+        + cxr::data::labelled_files(&out.join("val")).unwrap().len()
+        + cxr::data::labelled_files(&out.join("test")).unwrap().len();
+    assert_eq!(files, 30);
+    // Nothing half-written is left beside it.
+    let beside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, vec![std::ffi::OsString::from("shared")]);
+}

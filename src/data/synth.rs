@@ -207,22 +207,48 @@ pub fn ensure_generated(dir: impl AsRef<Path>, options: SynthOptions) -> Result<
     );
     let text = std::fs::read_to_string(&readme).unwrap_or_default();
     if !text.contains(&recorded) {
-        if text.starts_with(GENERATED_README_TITLE) {
-            // Ours, made with other options: the splits' folders are replaced whole.
-            for split in ["train", "val", "test"] {
-                let folder = dir.join(split);
-                if folder.is_dir() {
-                    std::fs::remove_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
-                }
-            }
-        } else if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
+        let ours = text.starts_with(GENERATED_README_TITLE);
+        if !ours && std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
             return Err(Error::BadArgument(format!(
-                "{} holds files that cxr did not generate (or a generation stopped half way): \
-                 generated images go to a new or empty folder; delete it or choose another",
+                "{} holds files that cxr did not generate: generated images go to a new or \
+                 empty folder; delete it or choose another",
                 dir.display()
             )));
         }
-        write_dataset(dir, options)?;
+        // Written beside the folder and moved in whole, so that a run that stops half way
+        // leaves no half data set, and two runs at once (doctests, notebooks) never see one.
+        let parent = dir.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let name = dir
+            .file_name()
+            .map_or("generated".into(), |n| n.to_string_lossy());
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let partial = parent.join(format!(".{name}.partial-{}-{nonce}", std::process::id()));
+        let written = write_dataset(&partial, options);
+        if let Err(e) = written {
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(e);
+        }
+        if ours {
+            // Ours, made with other options: replaced whole.
+            let old = parent.join(format!(".{name}.old-{}-{nonce}", std::process::id()));
+            if std::fs::rename(dir, &old).is_ok() {
+                let _ = std::fs::remove_dir_all(&old);
+            }
+        } else if dir.is_dir() {
+            // Empty (checked above); a rename onto it is refused on some systems.
+            let _ = std::fs::remove_dir(dir);
+        }
+        if let Err(e) = std::fs::rename(&partial, dir) {
+            let _ = std::fs::remove_dir_all(&partial);
+            // Another run may have moved the same data set in first: then it is there.
+            let now = std::fs::read_to_string(&readme).unwrap_or_default();
+            if !now.contains(&recorded) {
+                return Err(Error::io(dir, e));
+            }
+        }
     }
     Ok(format!(
         "{} GENERATED images of {} x {} in {} (drawings, not X-rays: no result here is a result on real radiographs)",
