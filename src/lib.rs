@@ -9,6 +9,7 @@
 //!   outputs kept together (the main job);
 //! - [`baseline`]: a logistic regression on histograms, the model to beat (chapters 7, 8);
 //! - [`plot`]: figures saved as PNG and shown inline in notebooks;
+//! - [`explain`]: what the model looked at: occlusion and Grad-CAM maps (chapter 10);
 //! - [`distribute`]: training on several devices (the TPU strategy's counterpart);
 //! - [`train`]: `compile` and `fit`: losses, optimisers, schedules, metrics, callbacks;
 //! - [`fetch`]: the full data set, downloaded resumably and verified;
@@ -50,6 +51,7 @@ pub mod ch09_tutorial;
 pub mod run;
 pub mod baseline;
 pub mod plot;
+pub mod explain;
 pub mod distribute;
 pub mod train;
 #[cfg(feature = "fetch")]

@@ -305,3 +305,45 @@ fn multiclass_log_loss_balanced_accuracy_and_one_vs_one_auc_equal_scikit_learns(
         .to_string();
     assert!(err.contains("sum to 1"), "{err}");
 }
+
+/// `tests/fixtures/sklearn/calibration.json`, made by `make_calibration.py` beside it.
+#[test]
+fn calibration_curves_and_wilson_intervals_equal_scikit_learns_and_statsmodels() {
+    use cxr::metrics::{calibration_curve, wilson_interval};
+    let text = std::fs::read_to_string("tests/fixtures/sklearn/calibration.json").unwrap();
+    let fixture: Value = serde_json::from_str(&text).unwrap();
+    for case in fixture["curves"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let y: Vec<bool> = labels(&case["y_true"]).iter().map(|&l| l == 1).collect();
+        let prob = numbers(&case["y_prob"]);
+        let bins = case["n_bins"].as_u64().unwrap() as usize;
+        let curve = calibration_curve(&y, &prob, bins).unwrap();
+        assert_close(&curve.prob_true, &numbers(&case["prob_true"]), name);
+        assert_close(&curve.prob_pred, &numbers(&case["prob_pred"]), name);
+        let counts: Vec<usize> = labels(&case["counts"]);
+        assert_eq!(curve.counts, counts, "{name}");
+        let ece = curve.expected_calibration_error();
+        assert!((ece - number(&case["ece"])).abs() < 1e-12, "{name}: {ece}");
+    }
+    for case in fixture["wilson"].as_array().unwrap() {
+        let (k, n) = (
+            case["successes"].as_u64().unwrap() as usize,
+            case["n"].as_u64().unwrap() as usize,
+        );
+        let interval = wilson_interval(k, n, 1.0 - number(&case["alpha"])).unwrap();
+        for (ours, theirs) in [(interval.low, &case["low"]), (interval.high, &case["high"])] {
+            assert!(
+                (ours - number(theirs)).abs() < 1e-8,
+                "{k}/{n}: {ours} vs {theirs}"
+            );
+        }
+    }
+    // What cannot be scored is refused, with what to do.
+    assert!(calibration_curve(&[true], &[1.5], 10).is_err());
+    assert!(
+        wilson_interval(0, 0, 0.95)
+            .unwrap_err()
+            .to_string()
+            .contains("missing")
+    );
+}

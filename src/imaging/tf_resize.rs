@@ -31,12 +31,13 @@ fn taps(in_size: usize, out_size: usize) -> Vec<Tap> {
 
 /// Resizes an image of `height` x `width` pixels with `channels` interleaved values per
 /// pixel (row-major, height-width-channel order, as TensorFlow keeps images) to
-/// `(out_height, out_width)`, returning `f32` values in the same order.
+/// `(out_height, out_width)`, returning `f32` values in the same order. The pixels may be
+/// bytes or floats (chapter 10 enlarges `f32` heat maps with it).
 ///
 /// # Panics
 /// If `pixels` does not hold `height * width * channels` values, or a size is 0.
-pub fn resize_bilinear_tf(
-    pixels: &[u8],
+pub fn resize_bilinear_tf<T: Copy + Into<f32>>(
+    pixels: &[T],
     (height, width, channels): (usize, usize, usize),
     (out_height, out_width): (usize, usize),
 ) -> Vec<f32> {
@@ -56,10 +57,10 @@ pub fn resize_bilinear_tf(
         for x in &xs {
             let (left, right) = (x.lower * channels, x.upper * channels);
             for c in 0..channels {
-                let top_left = f32::from(top[left + c]);
-                let top_right = f32::from(top[right + c]);
-                let bottom_left = f32::from(bottom[left + c]);
-                let bottom_right = f32::from(bottom[right + c]);
+                let top_left: f32 = top[left + c].into();
+                let top_right: f32 = top[right + c].into();
+                let bottom_left: f32 = bottom[left + c].into();
+                let bottom_right: f32 = bottom[right + c].into();
                 let upper = top_left + (top_right - top_left) * x.lerp;
                 let lower = bottom_left + (bottom_right - bottom_left) * x.lerp;
                 out.push(upper + (lower - upper) * y.lerp);

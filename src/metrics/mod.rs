@@ -1,6 +1,6 @@
 //! How good is a classifier? Confusion matrices, the scores read off them (accuracy,
 //! balanced accuracy, precision, recall, F1), ROC and precision-recall curves and their
-//! areas, the log loss of probabilities, with scikit-learn's definitions (checked number for number against
+//! areas, the log loss of probabilities, calibration curves and Wilson intervals, with scikit-learn's definitions (checked number for number against
 //! scikit-learn 1.7 in `tests/metrics_sklearn_parity.rs`).
 //!
 //! Classes are numbered `0..n_classes`; for the X-rays 0 is NORMAL and 1 is PNEUMONIA, the
@@ -12,11 +12,13 @@
 //! `tests/metrics_linfa.rs` pins down where linfa agrees (accuracy, area under the curve)
 //! and where it does not, so that an upstream fix shows up.
 
+mod calibration;
 mod confusion;
 mod loss;
 mod pr;
 mod roc;
 
+pub use calibration::{CalibrationCurve, Proportion, calibration_curve, wilson_interval};
 pub use confusion::{
     Average, BinaryCounts, ClassScores, ConfusionMatrix, Report, ZeroDivision, accuracy_score,
     balanced_accuracy_score, classification_report, confusion_matrix, f1_score,
