@@ -45,6 +45,7 @@ pub mod ch06_training;
 pub mod ch07_confusion;
 pub mod ch08_roc;
 pub mod ch09_tutorial;
+pub mod ch10_explain;
 
 // The shared modules, top down: each uses only modules listed below it
 // (`tests/module_graph.rs` checks that no two modules use each other).
@@ -89,6 +90,7 @@ pub mod prelude {
     pub use crate::ch07_confusion;
     pub use crate::ch08_roc;
     pub use crate::ch09_tutorial;
+    pub use crate::ch10_explain;
     pub use crate::data::{Label, Scan, ScanOptions, read_csv, scan_folder};
     pub use crate::imaging::{
         Filter, Histogram, Layout, LoadOptions, Mask, Mode, XRay, bitwise_and, calc_hist,

@@ -1,5 +1,5 @@
 //! The `cxr` binary run as a user runs it, as a process: train with tiny settings, then
-//! predict on a real X-ray with the model the run saved; the refusals a damaged input or
+//! predict on a real X-ray with the model the run saved and show what it looked at; the refusals a damaged input or
 //! an impossible setting must get, each naming what is wrong and exiting non-zero.
 
 use std::path::Path;
@@ -81,6 +81,37 @@ fn train_then_predict_with_the_saved_model_and_refuse_damaged_input() {
         said.contains("cut.jpeg") && !said.contains("percent"),
         "{said}"
     );
+
+    // What the model looked at: one figure with Grad-CAM and occlusion over the X-ray.
+    let maps = dir.path().join("maps");
+    let explain = |image: &Path| {
+        cxr(
+            &[
+                "explain",
+                image.to_str().unwrap(),
+                "--model",
+                model.to_str().unwrap(),
+                "--out",
+                maps.to_str().unwrap(),
+            ],
+            dir.path(),
+        )
+    };
+    let answer = explain(&xray);
+    let said = text(&answer);
+    assert!(answer.status.success(), "{said}");
+    assert!(said.contains("225 forward passes"), "{said}");
+    let figure = maps.join("person1946_bacteria_4874-explained.png");
+    let png = image::open(&figure).unwrap();
+    assert!(png.width() > 3 * 200, "{}", png.width());
+    // The cut JPEG gets no map either.
+    let answer = explain(&cut);
+    assert!(
+        !answer.status.success(),
+        "a cut JPEG was explained: {}",
+        text(&answer)
+    );
+    assert!(!maps.join("cut-explained.png").exists());
 
     // A training state given as a model: named as such.
     let state = out.join("latest").join("train_state.safetensors");

@@ -255,3 +255,93 @@ fn the_tutorial_cnn_and_vgg_get_maps_as_large_as_their_images() {
     assert!(error.contains("class 2"), "{error}");
     let _ = ModuleT::forward_t(&cnn, &image.unsqueeze(0).unwrap(), false).unwrap();
 }
+
+#[test]
+fn generated_consolidation_masks_mark_where_the_opacities_were_drawn() {
+    use cxr::data::{Label, SynthOptions, consolidation_mask, synth_plan, synth_xray_with_truth};
+    use rand::SeedableRng;
+    let options = SynthOptions {
+        n: 60,
+        size: 64,
+        ..Default::default()
+    };
+    let (mut marked, mut brighter) = (0, 0);
+    for file in synth_plan(&options) {
+        let mask = consolidation_mask(&file, 64);
+        let inside: Vec<u32> = mask.pixels().map(|p| u32::from(p[0] > 0)).collect();
+        let count: u32 = inside.iter().sum();
+        if file.label == Label::Normal {
+            assert_eq!(
+                count, 0,
+                "{}: a NORMAL image has no consolidation",
+                file.name
+            );
+            continue;
+        }
+        // The mask belongs to the very image written to disk.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(file.seed);
+        let (image, again) = synth_xray_with_truth(64, true, &mut rng);
+        assert_eq!(again, mask);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(file.seed);
+        assert_eq!(cxr::data::synth_xray(64, true, &mut rng), image);
+        if count == 0 {
+            continue;
+        }
+        marked += 1;
+        // Consolidations are opacities: brighter than the rest of the image's lungs is
+        // not guaranteed pixel by pixel, but brighter than the image's mean on the whole.
+        let mean = |keep: u32| {
+            let values: Vec<f64> = image
+                .pixels()
+                .zip(&inside)
+                .filter(|&(_, &m)| m == keep)
+                .map(|(p, _)| f64::from(p[0]))
+                .collect();
+            values.iter().sum::<f64>() / values.len() as f64
+        };
+        brighter += usize::from(mean(1) > mean(0));
+    }
+    assert!(marked >= 30, "{marked} PNEUMONIA images with a mask");
+    assert!(
+        brighter * 10 >= marked * 9,
+        "{brighter} of {marked} masks brighter"
+    );
+}
+
+#[test]
+fn an_overlay_leaves_the_xray_where_the_map_is_zero_and_refuses_a_map_of_another_size() {
+    use cxr::explain::Heatmap;
+    use cxr::plot::{jet, overlay};
+    let xray = cxr::imaging::XRay::open(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/chest_xray/val/NORMAL/NORMAL2-IM-1427-0001.jpeg"
+    ))
+    .unwrap()
+    .resize((32, 32))
+    .unwrap();
+    let mut values = ndarray::Array2::<f32>::zeros((32, 32));
+    values[[3, 20]] = 2.0;
+    values[[10, 10]] = -1.0;
+    let shown = overlay(&xray, &Heatmap { values }, 1.0).unwrap();
+    let gray = xray.to_gray().image().to_luma8();
+    let rgb = shown.image().to_rgb8();
+    // Row 3, column 20 is the peak: drawn in jet's top colour (x is the column).
+    assert_eq!(*rgb.get_pixel(20, 3), jet(1.0));
+    for (x, y, pixel) in rgb.enumerate_pixels() {
+        if (x, y) != (20, 3) {
+            let g = gray.get_pixel(x, y)[0];
+            assert_eq!(
+                pixel.0,
+                [g, g, g],
+                "({x}, {y}) changed where the map is 0 or negative"
+            );
+        }
+    }
+    let wrong = Heatmap {
+        values: ndarray::Array2::zeros((16, 32)),
+    };
+    let error = overlay(&xray, &wrong, 0.5).unwrap_err().to_string();
+    assert!(error.contains("cannot lie over"), "{error}");
+    assert_eq!(jet(0.0).0, [0, 0, 128]);
+    assert_eq!(jet(1.0).0, [128, 0, 0]);
+}

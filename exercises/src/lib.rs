@@ -32,5 +32,8 @@ pub mod ch08_roc;
 #[cfg_attr(feature = "solutions", path = "../solutions/ch09_tutorial.rs")]
 pub mod ch09_tutorial;
 
+#[cfg_attr(feature = "solutions", path = "../solutions/ch10_explain.rs")]
+pub mod ch10_explain;
+
 #[cfg(test)]
 mod graders;

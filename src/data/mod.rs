@@ -38,8 +38,9 @@ pub use records::{count_classes, read_paths, write_folder, zip_tfrecords};
 pub use samples::{Decoded, Sample, Source, batches, decode_all, resize_tf, to_batch};
 pub use split::{Split, SplitOptions, train_val_test_split};
 pub use synth::{
-    KERMANY_PNEUMONIA_SHARE, SynthFile, SynthOptions, SynthSummary, ensure_generated, synth_plan,
-    synth_xray, write_dataset,
+    CONSOLIDATION_LEVEL, KERMANY_PNEUMONIA_SHARE, SynthFile, SynthOptions, SynthSummary,
+    consolidation_mask, ensure_generated, synth_plan, synth_xray, synth_xray_with_truth,
+    write_dataset,
 };
 
 /// A batch as models train on it: images `(N, C, H, W)` and labels, `(N, 1)` (0/1,

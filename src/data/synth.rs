@@ -61,14 +61,47 @@ pub struct SynthSummary {
 
 /// Draws one image of `size` x `size` pixels.
 pub fn synth_xray(size: u32, pneumonia: bool, rng: &mut impl Rng) -> GrayImage {
+    synth_xray_with_truth(size, pneumonia, rng).0
+}
+
+/// Draws one image, and beside it where its consolidations are: a mask, 255 where the
+/// drawn opacities brighten the lung by more than [`CONSOLIDATION_LEVEL`] gray levels
+/// (all 0 for a NORMAL image). What no real data set has, and what chapter 10 checks
+/// its maps against.
+pub fn synth_xray_with_truth(
+    size: u32,
+    pneumonia: bool,
+    rng: &mut impl Rng,
+) -> (GrayImage, GrayImage) {
     let anatomy = Anatomy::random(pneumonia, rng);
     let noise =
         Normal::new(0.0f32, rng.random_range(2.0..6.0)).unwrap_or_else(|_| unreachable_normal());
     let s = size as f32;
-    GrayImage::from_fn(size, size, |x, y| {
-        let value = anatomy.value((x as f32 + 0.5) / s, (y as f32 + 0.5) / s);
+    let centre = |x: u32, y: u32| ((x as f32 + 0.5) / s, (y as f32 + 0.5) / s);
+    let image = GrayImage::from_fn(size, size, |x, y| {
+        let (u, v) = centre(x, y);
+        let value = anatomy.value(u, v);
         Luma([(value + noise.sample(rng)).round().clamp(0.0, 255.0) as u8])
-    })
+    });
+    let mask = GrayImage::from_fn(size, size, |x, y| {
+        let (u, v) = centre(x, y);
+        Luma([if anatomy.consolidation(u, v) > CONSOLIDATION_LEVEL {
+            255
+        } else {
+            0
+        }])
+    });
+    (image, mask)
+}
+
+/// How many gray levels (before exposure changes) a consolidation must add to a pixel
+/// for the pixel to count as inside it.
+pub const CONSOLIDATION_LEVEL: f32 = 8.0;
+
+/// The consolidation mask of a file of a generated data set, drawn again from its seed.
+pub fn consolidation_mask(file: &SynthFile, size: u32) -> GrayImage {
+    let mut rng = ChaCha8Rng::seed_from_u64(file.seed);
+    synth_xray_with_truth(size, file.label == Label::Pneumonia, &mut rng).1
 }
 
 fn unreachable_normal() -> Normal<f32> {
@@ -292,6 +325,8 @@ struct Anatomy {
     gamma: f32,
     texture: [f32; 3],
     blobs: Vec<Blob>,
+    /// The first `faint` blobs are faint spots; the rest make up consolidations.
+    faint: usize,
 }
 
 impl Anatomy {
@@ -352,7 +387,39 @@ impl Anatomy {
                 rng.random_range(0.0..6.3),
             ],
             blobs,
+            faint,
         }
+    }
+
+    /// How much lung lies at `(u, v)` (after the shift): 1 inside, 0 outside, soft edges;
+    /// the heart, the mediastinum and the diaphragm cut it.
+    fn lung(&self, u: f32, v: f32) -> f32 {
+        let dome = self.dome + 0.06 * ((u - 0.5) * 6.0).cos();
+        let mut lung = 0.0f32;
+        for cu in [0.33f32, 0.67] {
+            let inside = soft(
+                ellipse(u, v, cu, 0.45, self.lung_width, self.lung_height),
+                0.05,
+            );
+            lung = lung.max(inside);
+        }
+        lung *= soft(v - dome, 0.03);
+        let heart = soft(ellipse(u, v, 0.57, 0.62, self.heart.0, self.heart.1), 0.08);
+        let mediastinum = soft((u - 0.5).abs() - 0.06, 0.04);
+        lung * (1.0 - heart).min(1.0 - mediastinum)
+    }
+
+    /// The gray levels the consolidations (not the faint spots) add at `(u, v)`.
+    fn consolidation(&self, u: f32, v: f32) -> f32 {
+        let (u, v) = (u - self.shift.0, v - self.shift.1);
+        let lung = self.lung(u, v);
+        self.blobs[self.faint..]
+            .iter()
+            .map(|blob| {
+                let d2 = (u - blob.u).powi(2) + (v - blob.v).powi(2);
+                blob.amplitude * (-d2 / (2.0 * blob.sigma * blob.sigma)).exp() * lung
+            })
+            .sum()
     }
 
     fn value(&self, u: f32, v: f32) -> f32 {
@@ -370,20 +437,7 @@ impl Anatomy {
                 value += 25.0 * soft(clavicle - 0.012, 0.01) * body;
             }
         }
-        // Lungs: dark, ending at the diaphragm's dome.
-        let dome = self.dome + 0.06 * ((u - 0.5) * 6.0).cos();
-        let mut lung = 0.0f32;
-        for cu in [0.33f32, 0.67] {
-            let inside = soft(
-                ellipse(u, v, cu, 0.45, self.lung_width, self.lung_height),
-                0.05,
-            );
-            lung = lung.max(inside);
-        }
-        lung *= soft(v - dome, 0.03);
-        let heart = soft(ellipse(u, v, 0.57, 0.62, self.heart.0, self.heart.1), 0.08);
-        let mediastinum = soft((u - 0.5).abs() - 0.06, 0.04);
-        lung *= (1.0 - heart).min(1.0 - mediastinum);
+        let lung = self.lung(u, v);
         // Vessel markings: a faint texture that fades towards the edges of the lungs.
         let texture = ((u * 41.0 + self.texture[0]).sin() * (v * 37.0 + self.texture[1]).sin()
             + (u * 23.0 - v * 29.0 + self.texture[2]).sin())

@@ -104,6 +104,15 @@ pub enum Panel<'a> {
         /// `(label, (x, y))` points to mark with a dot and a label.
         marks: &'a [(&'a str, (f64, f64))],
     },
+    /// Nothing: keeps a grid's columns in place.
+    Blank,
+    /// A vertical colour bar: which colour of [`jet`] stands for which value.
+    ColorBar {
+        /// What the colours measure.
+        title: &'a str,
+        /// The values at the bottom and the top.
+        range: (f64, f64),
+    },
     /// Curves on axes scaled to fit them: training histories.
     Lines {
         /// What the curves show.
@@ -175,6 +184,8 @@ impl Panel<'_> {
             Panel::Heatmap { .. } => CHART_WIDTH + LEFT,
             Panel::Curves { .. } => PLOT_HEIGHT + LEFT + RIGHT + 40,
             Panel::Lines { .. } => CHART_WIDTH + LEFT,
+            Panel::ColorBar { .. } => 150,
+            Panel::Blank => 0,
         }
     }
 }
@@ -222,6 +233,8 @@ pub fn grid(columns: usize, panels: &[Panel]) -> Result<Figure> {
                     axes,
                     series,
                 } => draw_lines(&area, title, *axes, series)?,
+                Panel::ColorBar { title, range } => draw_color_bar(&area, title, *range)?,
+                Panel::Blank => {}
             }
         }
         root.present().map_err(plot_error)?;
@@ -302,6 +315,80 @@ pub fn side_by_side(panels: &[(&str, &XRay)]) -> Result<Figure> {
         .map(|&(title, xray)| Panel::Image { title, xray })
         .collect();
     grid(panels.len(), &panels)
+}
+
+/// Matplotlib's "jet" colour map, which the Grad-CAM paper's figures use: dark blue for
+/// 0, through cyan, yellow and red, to dark red for 1.
+pub fn jet(t: f32) -> Rgb<u8> {
+    let t = if t.is_nan() { 0.0 } else { t.clamp(0.0, 1.0) };
+    let channel =
+        |centre: f32| (255.0 * (1.5 - (4.0 * t - centre).abs()).clamp(0.0, 1.0)).round() as u8;
+    Rgb([channel(3.0), channel(2.0), channel(1.0)])
+}
+
+/// The X-ray with `heatmap` laid over it in [`jet`] colours, the map scaled so that its
+/// largest value is 1 and its negative values 0. Each pixel's colour is blended in as
+/// strongly as its value times `alpha`, so where the map is 0 the X-ray shows as it is.
+pub fn overlay(xray: &XRay, heatmap: &crate::explain::Heatmap, alpha: f32) -> Result<XRay> {
+    let (w, h) = xray.size();
+    if heatmap.shape() != (h as usize, w as usize) {
+        return Err(Error::BadArgument(format!(
+            "a map of {:?} (rows, columns) cannot lie over an image of {w} x {h}: make the \
+             map from the image as the model saw it (cxr::explain::input)",
+            heatmap.shape()
+        )));
+    }
+    let peak = heatmap.max();
+    let gray = xray.to_gray();
+    let gray = gray.image().as_luma8().cloned().unwrap_or_default();
+    let blended = RgbImage::from_fn(w, h, |x, y| {
+        let t = if peak > 0.0 {
+            (heatmap.values[[y as usize, x as usize]] / peak).max(0.0)
+        } else {
+            0.0
+        };
+        let colour = jet(t);
+        let a = alpha.clamp(0.0, 1.0) * t;
+        let g = f32::from(gray.get_pixel(x, y)[0]);
+        Rgb(colour
+            .0
+            .map(|c| ((1.0 - a) * g + a * f32::from(c)).round() as u8))
+    });
+    XRay::from_image(xray.path(), image::DynamicImage::ImageRgb8(blended))
+}
+
+/// X-rays with maps over them, `columns` to a row, each map scaled to its own peak, and a
+/// colour bar at the end of each row. `(title, xray, map)`; a panel without a map shows
+/// the X-ray alone.
+pub fn overlays(
+    columns: usize,
+    panels: &[(&str, &XRay, Option<&crate::explain::Heatmap>)],
+    alpha: f32,
+) -> Result<Figure> {
+    let shown: Vec<XRay> = panels
+        .iter()
+        .map(|(_, xray, map)| match map {
+            Some(map) => overlay(xray, map, alpha),
+            None => Ok((*xray).clone()),
+        })
+        .collect::<Result<_>>()?;
+    let columns = columns.clamp(1, panels.len().max(1));
+    let mut cells = Vec::new();
+    for (i, ((title, _, _), xray)) in panels.iter().zip(&shown).enumerate() {
+        cells.push(Panel::Image { title, xray });
+        let row_ends = (i + 1) % columns == 0 || i + 1 == panels.len();
+        if row_ends {
+            // Pad a short last row so that every colour bar sits in the same column.
+            for _ in (i % columns + 1)..columns {
+                cells.push(Panel::Blank);
+            }
+            cells.push(Panel::ColorBar {
+                title: "share of the map's peak",
+                range: (0.0, 1.0),
+            });
+        }
+    }
+    grid(columns + 1, &cells)
 }
 
 /// One-axis histograms drawn as lines in one chart (chapter 2).
@@ -509,6 +596,50 @@ fn draw_heatmap<DB: DrawingBackend>(
             }
         }
     }
+    Ok(())
+}
+
+fn draw_color_bar<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    (low, high): (f64, f64),
+) -> Result<()> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 13))
+        .margin_top(20)
+        .margin_bottom(40)
+        .margin_left(40)
+        .margin_right(70)
+        .build_cartesian_2d(0f64..1f64, low..high)
+        .map_err(plot_error)?;
+    // The values beside the bar, drawn as text: a chart's own axis would need a mesh.
+    for i in 0..=5 {
+        let v = low + (high - low) * f64::from(i) / 5.0;
+        let (x, y) = chart.backend_coord(&(1.0, v));
+        let (left, top) = area.get_base_pixel();
+        let (x, y) = (x - left, y - top);
+        let style = ("sans-serif", 13)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Left, VPos::Center));
+        area.draw(&Text::new(format!("{v:.1}"), (x + 6, y), style))
+            .map_err(plot_error)?;
+    }
+    let steps = 100;
+    let span = high - low;
+    chart
+        .draw_series((0..steps).map(|i| {
+            let t = i as f64 / steps as f64;
+            let Rgb([r, g, b]) = jet(t as f32);
+            Rectangle::new(
+                [
+                    (0.0, low + span * t),
+                    (1.0, low + span * (t + 1.0 / steps as f64)),
+                ],
+                RGBColor(r, g, b).filled(),
+            )
+        }))
+        .map_err(plot_error)?;
     Ok(())
 }
 

@@ -10,3 +10,4 @@ mod ch06_training;
 mod ch07_confusion;
 mod ch08_roc;
 mod ch09_tutorial;
+mod ch10_explain;

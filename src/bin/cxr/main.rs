@@ -23,7 +23,8 @@ enum Command {
     /// Run one chapter's lesson on the bundled data and write its figures.
     Lesson {
         /// Chapter number (1 = loading and resizing, 2 = histograms, 3 = augmentation, 4 = VGG,
-        /// 5 = splits, 7 = confusion matrix, 8 = ROC and AUC).
+        /// 5 = splits, 6 = training VGG19, 7 = confusion matrix, 8 = ROC and AUC, 9 = the
+        /// tutorial, 10 = explaining a prediction and choosing a threshold).
         chapter: u32,
         /// Folder for figures and tables.
         #[arg(long, default_value = "out")]
@@ -157,6 +158,17 @@ enum Command {
         #[arg(long, default_value = "out/latest/xray_model.safetensors")]
         model: PathBuf,
     },
+    /// Show what a saved model looked at in an X-ray: Grad-CAM and occlusion maps over it.
+    Explain {
+        /// A JPEG or PNG file.
+        image: PathBuf,
+        /// The saved model (the file holds its architecture and image size).
+        #[arg(long, default_value = "out/latest/xray_model.safetensors")]
+        model: PathBuf,
+        /// Folder for the figure.
+        #[arg(long, default_value = "out/explain")]
+        out: PathBuf,
+    },
     /// Write or check TFRecord files in the layout of the Keras tutorial.
     Tfrecord {
         #[command(subcommand)]
@@ -218,6 +230,10 @@ const LESSONS: &[(u32, &str)] = &[
     (
         9,
         "the tutorial's input pipeline: TFRecords, decoding, splits, batches",
+    ),
+    (
+        10,
+        "what the model looked at (Grad-CAM, occlusion) and a clinical threshold",
     ),
 ];
 
@@ -319,6 +335,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .flatten_all()?
                     .to_vec1::<f32>()?[0];
                 println!("{}: {}", image.display(), cxr::run::describe_prediction(p));
+            }
+        }
+        Some(Command::Explain { image, model, out }) => {
+            for line in cxr::ch10_explain::explain_file(&model, &image, &out)? {
+                println!("{line}");
             }
         }
         Some(Command::Fetch { to, source, url }) => {
@@ -513,6 +534,7 @@ fn lesson(
                 Ok(report)
             })
         }
+        10 => cxr::ch10_explain::run(&root, out),
         other => {
             let known: Vec<String> = LESSONS
                 .iter()
