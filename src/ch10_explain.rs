@@ -77,43 +77,45 @@ pub struct Case {
     pub mask: GrayImage,
 }
 
-/// The chapter's model and data under `out` (`out/ch10/...`): trained the first time, in
-/// about 90 s on two cores, and read back after. Runs that ask at once (the book's
-/// examples, run side by side) wait for the one that trains.
-pub fn lesson(out: impl AsRef<Path>) -> Result<Lesson> {
-    let cfg = TrainConfig {
-        progress: false,
-        ..lesson_config()
-    };
-    let folder = out.as_ref().join(format!(
-        "ch10/model-{}x{}-{}epochs-seed{}",
-        cfg.generated_images, cfg.image_size, cfg.epochs, cfg.seed
-    ));
-    std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
-    let lock_path = folder.join(".training.lock");
-    let lock = std::fs::File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
-    lock.lock().map_err(|e| Error::io(&lock_path, e))?;
-    let model_path = folder.join("latest").join(MODEL_FILE);
-    if !model_path.is_file() {
-        let report = train_tutorial(None, &folder, &cfg, None)?;
-        if !report.completed {
-            return Err(Error::Training(format!(
-                "the chapter's model did not finish training; run again (its folder is {})",
-                folder.display()
-            )));
+impl Lesson {
+    /// The chapter's model and data under `out` (`out/ch10/...`): trained the first time, in
+    /// about 90 s on two cores, and read back after. Runs that ask at once (the book's
+    /// examples, run side by side) wait for the one that trains.
+    pub fn load(out: impl AsRef<Path>) -> Result<Lesson> {
+        let cfg = TrainConfig {
+            progress: false,
+            ..lesson_config()
+        };
+        let folder = out.as_ref().join(format!(
+            "ch10/model-{}x{}-{}epochs-seed{}",
+            cfg.generated_images, cfg.image_size, cfg.epochs, cfg.seed
+        ));
+        std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+        let lock_path = folder.join(".training.lock");
+        let lock = std::fs::File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+        lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+        let model_path = folder.join("latest").join(MODEL_FILE);
+        if !model_path.is_file() {
+            let report = train_tutorial(None, &folder, &cfg, None)?;
+            if !report.completed {
+                return Err(Error::Training(format!(
+                    "the chapter's model did not finish training; run again (its folder is {})",
+                    folder.display()
+                )));
+            }
         }
+        drop(lock);
+        Ok(Lesson {
+            model: load_model(&model_path)?,
+            data: folder.join(format!("generated-{}", cfg.image_size)),
+            options: SynthOptions {
+                n: cfg.generated_images,
+                size: cfg.image_size as u32,
+                seed: cfg.seed,
+                ..Default::default()
+            },
+        })
     }
-    drop(lock);
-    Ok(Lesson {
-        model: load_model(&model_path)?,
-        data: folder.join(format!("generated-{}", cfg.image_size)),
-        options: SynthOptions {
-            n: cfg.generated_images,
-            size: cfg.image_size as u32,
-            seed: cfg.seed,
-            ..Default::default()
-        },
-    })
 }
 
 /// Does the map's peak fall inside the consolidation?
@@ -386,7 +388,7 @@ pub const REAL_XRAY: &str = "data/chest_xray/val/PNEUMONIA/person1946_bacteria_4
 /// The lesson as `cxr lesson 10` runs it: the model (trained once), where its maps look,
 /// the operating point, and the figures.
 pub fn run(root: &Path, out: &Path) -> Result<Vec<String>> {
-    let lesson = lesson(out)?;
+    let lesson = Lesson::load(out)?;
     let mut lines = vec![format!(
         "model: the tutorial's CNN trained on {} GENERATED images of {} x {} (not X-rays), in {}",
         lesson.options.n,
