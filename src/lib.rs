@@ -70,6 +70,12 @@ pub mod alloc;
 
 pub use error::{Error, Result};
 
+/// The book's page on the Rust a learner needs: no module of its own, but its code blocks
+/// are run by `cargo test` like every chapter's.
+#[cfg(doctest)]
+#[doc = include_str!("../chapters/rust-you-need.md")]
+pub struct RustYouNeed;
+
 /// The repository this library was built from: where the bundled data are and the book's
 /// paths start. A notebook moves there in its first cells (`set_current_dir(cxr::ROOT)`),
 /// which works however often it runs.
