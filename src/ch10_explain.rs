@@ -48,36 +48,6 @@ pub struct Lesson {
 }
 
 impl Lesson {
-    /// The test part's PNEUMONIA files, as the generator planned them.
-    pub fn test_pneumonia(&self) -> Vec<SynthFile> {
-        synth_plan(&self.options)
-            .into_iter()
-            .filter(|f| f.split == "test" && f.label == Label::Pneumonia)
-            .collect()
-    }
-
-    /// One generated file as the model sees it, with its consolidation mask.
-    pub fn case(&self, file: &SynthFile) -> Result<Case> {
-        let (xray, image) = input(self.data.join(file.path()), &self.model)?;
-        Ok(Case {
-            xray,
-            image,
-            mask: consolidation_mask(file, self.options.size),
-        })
-    }
-}
-
-/// One X-ray to explain: as drawn, as the model's input, and where its consolidations are.
-pub struct Case {
-    /// The image at the model's size.
-    pub xray: XRay,
-    /// `(3, S, S)`, the model's input.
-    pub image: candle_core::Tensor,
-    /// 255 inside a consolidation, 0 elsewhere.
-    pub mask: GrayImage,
-}
-
-impl Lesson {
     /// The chapter's model and data under `out` (`out/ch10/...`): trained the first time, in
     /// about 90 s on two cores, and read back after. Runs that ask at once (the book's
     /// examples, run side by side) wait for the one that trains.
@@ -116,6 +86,34 @@ impl Lesson {
             },
         })
     }
+
+    /// The test part's PNEUMONIA files, as the generator planned them.
+    pub fn test_pneumonia(&self) -> Vec<SynthFile> {
+        synth_plan(&self.options)
+            .into_iter()
+            .filter(|f| f.split == "test" && f.label == Label::Pneumonia)
+            .collect()
+    }
+
+    /// One generated file as the model sees it, with its consolidation mask.
+    pub fn case(&self, file: &SynthFile) -> Result<Case> {
+        let (xray, image) = input(self.data.join(file.path()), &self.model)?;
+        Ok(Case {
+            xray,
+            image,
+            mask: consolidation_mask(file, self.options.size),
+        })
+    }
+}
+
+/// One X-ray to explain: as drawn, as the model's input, and where its consolidations are.
+pub struct Case {
+    /// The image at the model's size.
+    pub xray: XRay,
+    /// `(3, S, S)`, the model's input.
+    pub image: candle_core::Tensor,
+    /// 255 inside a consolidation, 0 elsewhere.
+    pub mask: GrayImage,
 }
 
 /// Does the map's peak fall inside the consolidation?

@@ -113,8 +113,8 @@ impl Occlusion {
     /// The top (or left) edges of the squares along a side of `len` pixels: every
     /// `stride`, and one more flush with the far edge so that every pixel is covered.
     fn starts(&self, len: usize) -> Vec<usize> {
-        let last = len - self.patch;
-        let mut starts: Vec<usize> = (0..=last).step_by(self.stride).collect();
+        let last = len.saturating_sub(self.patch);
+        let mut starts: Vec<usize> = (0..=last).step_by(self.stride.max(1)).collect();
         if starts.last() != Some(&last) {
             starts.push(last);
         }
@@ -184,7 +184,21 @@ fn class_probability(logits: &Tensor, class: usize) -> Result<Vec<f32>> {
     } else {
         return Err(no_class(class, k));
     };
-    Ok(p.to_vec1()?)
+    let p: Vec<f32> = p.to_vec1()?;
+    if p.iter().any(|v| !v.is_finite()) {
+        return Err(not_finite());
+    }
+    Ok(p)
+}
+
+/// A map of a model that answers NaN would look like a map; it is refused instead.
+fn not_finite() -> Error {
+    Error::BadArgument(
+        "the model's output is not a number (NaN or infinite) for this image: its weights \
+         are damaged or it diverged in training; no map is made. Load a checkpoint that \
+         predicts normally"
+            .into(),
+    )
 }
 
 fn no_class(class: usize, classes: usize) -> Error {
@@ -299,6 +313,9 @@ pub fn grad_cam(model: &Sequential, image: &Tensor, layer: &str, class: usize) -
         (_, c) if c < k => logits.get(0)?.get(c)?,
         _ => return Err(no_class(class, k)),
     };
+    if !logit.to_scalar::<f32>()?.is_finite() {
+        return Err(not_finite());
+    }
     let gradients = logit.backward()?;
     let maps = activations.as_tensor().get(0)?;
     let gradient = match gradients.get(activations.as_tensor()) {

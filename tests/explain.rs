@@ -4,7 +4,7 @@
 //! channel weights equal finite differences, its map is rectified, and every map
 //! repeats itself.
 
-use candle_core::{DType, Device, Module, ModuleT, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use cxr::explain::{Occlusion, grad_cam, last_conv_layer, occlusion_map};
 use cxr::nn::Sequential;
 use cxr::nn::layers::{Conv2D, Custom, Dense, Flatten, MaxPool2D};
@@ -226,16 +226,25 @@ fn the_tutorial_cnn_and_vgg_get_maps_as_large_as_their_images() {
         );
         let occlusion = occlusion_map(model, &image, class, Occlusion::new(8, 8)).unwrap();
         assert_eq!(occlusion.passes, 16);
-        let p = cxr::train::predict(
-            model,
-            cxr::train::Loss::BinaryCrossentropy,
-            &image.unsqueeze(0).unwrap(),
-        );
-        if model.name() == cnn.name() {
-            let p: f32 = p.unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
-            assert!((p - occlusion.probability).abs() < 1e-5);
-        }
+        assert!((0.0..=1.0).contains(&occlusion.probability));
     }
+    // The probability occlusion starts from is the one `predict` gives.
+    let image = (seeded_image(5)
+        .narrow(1, 0, 16)
+        .unwrap()
+        .repeat((1, 2, 2))
+        .unwrap()
+        * 255.0)
+        .unwrap();
+    let batch = image.unsqueeze(0).unwrap();
+    let predicted = cxr::train::predict(&cnn, cxr::train::Loss::BinaryCrossentropy, &batch)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()[0];
+    let occlusion = occlusion_map(&cnn, &image, 1, Occlusion::new(8, 8)).unwrap();
+    assert!((predicted - occlusion.probability).abs() < 1e-5);
     // Wrong sizes and layers are refused with what to do.
     let wrong = Tensor::zeros((3, 20, 20), DType::F32, &Device::Cpu).unwrap();
     let error = grad_cam(&cnn, &wrong, "conv1", 1).unwrap_err().to_string();
@@ -253,7 +262,6 @@ fn the_tutorial_cnn_and_vgg_get_maps_as_large_as_their_images() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("class 2"), "{error}");
-    let _ = ModuleT::forward_t(&cnn, &image.unsqueeze(0).unwrap(), false).unwrap();
 }
 
 #[test]
@@ -344,4 +352,24 @@ fn an_overlay_leaves_the_xray_where_the_map_is_zero_and_refuses_a_map_of_another
     assert!(error.contains("cannot lie over"), "{error}");
     assert_eq!(jet(0.0).0, [0, 0, 128]);
     assert_eq!(jet(1.0).0, [128, 0, 0]);
+}
+
+#[test]
+fn a_model_that_answers_nan_gets_no_map() {
+    // Damaged weights: a map of NaN would still draw as a picture; it is refused.
+    let model = quadrant_model();
+    for (_, var) in model.weights().data().lock().unwrap().iter() {
+        var.set(&(var.ones_like().unwrap() * f64::NAN).unwrap())
+            .unwrap();
+    }
+    let image = four_spots();
+    for error in [
+        occlusion_map(&model, &image, 1, Occlusion::new(4, 4)).unwrap_err(),
+        grad_cam(&model, &image, "conv", 1).unwrap_err(),
+    ] {
+        assert!(error.to_string().contains("not a number"), "{error}");
+    }
+    // Settings that cannot cover an image cost nothing, and never panic.
+    assert_eq!(Occlusion::new(4, 0).passes(SIZE, SIZE), 169);
+    assert_eq!(Occlusion::new(40, 4).passes(SIZE, SIZE), 1);
 }
