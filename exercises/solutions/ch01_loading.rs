@@ -23,3 +23,21 @@ pub const IMG_SIZE: (u32, u32) = (150, 150);
 pub fn load_and_resize(file: &str) -> Result<(XRay, XRay)> {
     ch01_loading::load_xray(Path::new(IMG_PATH).join(file), IMG_SIZE)
 }
+
+/// Every X-ray the CSV lists, in the CSV's order, as `(label, resized X-ray)`.
+pub fn load_all() -> Result<Vec<(String, XRay)>> {
+    // Instruction 3: the two columns side by side, one X-ray per row.
+    let table = read_csv(CSV_PATH)?;
+    let files = table.column("file")?.str()?;
+    let labels = table.column("label")?.str()?;
+    let mut loaded = Vec::new();
+    for (file, label) in files.iter().zip(labels.iter()) {
+        let (Some(file), Some(label)) = (file, label) else {
+            let why = format!("{CSV_PATH} has a row without a file or a label: fill it in");
+            return Err(Error::BadArgument(why));
+        };
+        let (_original, resized) = load_and_resize(file)?;
+        loaded.push((label.to_string(), resized));
+    }
+    Ok(loaded)
+}

@@ -33,3 +33,19 @@ pub fn histograms(xray: &XRay) -> Result<(Histogram, Histogram)> {
     let quarter = calc_hist(&[xray], CHANNELS, Some(&mask), &HIST_SIZE, &[RANGES])?;
     Ok((full, quarter))
 }
+
+/// The histogram of the pixels in `x_range` x `y_range`, counted by hand: `counts[v]` is
+/// how many of those pixels have gray level `v`. It must equal `calc_hist` with the
+/// matching mask.
+pub fn count_gray_levels(xray: &XRay, x_range: Range<u32>, y_range: Range<u32>) -> [u32; 256] {
+    let gray = xray.image().to_luma8();
+    let mut counts = [0u32; 256];
+    // Instruction 4: one visit per pixel of the rectangle, one count per visit.
+    for y in y_range {
+        for x in x_range.clone() {
+            let level = gray.get_pixel(x, y).0[0];
+            counts[usize::from(level)] += 1;
+        }
+    }
+    counts
+}

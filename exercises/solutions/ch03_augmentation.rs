@@ -6,6 +6,7 @@
 
 use cxr::ch03_augmentation::generate_dataset;
 use cxr::data::DirectoryIterator;
+use cxr::image::GrayImage;
 use cxr::prelude::*;
 
 /// The class-per-folder trees to read, relative to `exercises/`. The bundled data set is
@@ -22,4 +23,17 @@ pub const HORIZONTAL_FLIP: bool = true;
 // Instruction 3: generate_dataset makes both generators and both data sets.
 pub fn make_datasets() -> Result<(DirectoryIterator, DirectoryIterator)> {
     generate_dataset(TRAIN_DIR, TEST_DIR, RESCALE_RATIO, HORIZONTAL_FLIP)
+}
+
+/// `horizontal_flip` by hand: the image mirrored left to right, as `cv2.flip(img, 1)`.
+pub fn flip_left_right(image: &GrayImage) -> GrayImage {
+    let (width, height) = image.dimensions();
+    let mut flipped = GrayImage::new(width, height);
+    // Instruction 4: column x goes to column width - 1 - x; rows stay where they are.
+    for y in 0..height {
+        for x in 0..width {
+            flipped.put_pixel(width - 1 - x, y, *image.get_pixel(x, y));
+        }
+    }
+    flipped
 }

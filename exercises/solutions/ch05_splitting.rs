@@ -1,7 +1,9 @@
 //! Chapter 5, reference solution.
 
+use std::collections::{HashMap, HashSet};
+
 use cxr::ch05_splitting::{SEED, load_iris, merge_data};
-use cxr::data::{SplitOptions, train_val_test_split};
+use cxr::data::{Split, SplitOptions, train_val_test_split};
 use cxr::linfa::Dataset;
 use cxr::linfa::prelude::*;
 use cxr::ndarray::Ix1;
@@ -21,4 +23,21 @@ pub fn make_parts() -> cxr::Result<[Dataset<f64, usize, Ix1>; 3]> {
     let test = merge_data(x, y, &split.test);
 
     Ok([train, val, test])
+}
+
+/// How many patients have images in more than one part of `split`, where `patients[row]`
+/// is the patient of row `row`: what a model could recognise instead of learning the
+/// disease.
+pub fn leaked_patients(split: &Split, patients: &[String]) -> usize {
+    // Instruction 3: a patient leaks when their images sit in two or three parts.
+    let mut parts_of: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for (part, rows) in split.parts() {
+        for &row in rows {
+            parts_of
+                .entry(patients[row].as_str())
+                .or_default()
+                .insert(part);
+        }
+    }
+    parts_of.values().filter(|parts| parts.len() > 1).count()
 }

@@ -1,4 +1,5 @@
-//! Chapter 2: the gray-level histogram of an X-ray, and of its bottom-right quarter.
+//! Chapter 2: the gray-level histogram of an X-ray, and of its bottom-right quarter; then
+//! the same histogram counted by hand.
 //!
 //! The lesson is in the book (`chapters/ch02-histograms.md`). Check your work with
 //! `cargo test --release -p cxr-exercises ch02`; the grader is `src/graders/ch02_histograms.rs`.
@@ -34,4 +35,17 @@ pub fn histograms(xray: &XRay) -> Result<(Histogram, Histogram)> {
     let full = calc_hist(&[xray], CHANNELS, None, &HIST_SIZE, &[RANGES])?;
     let quarter = calc_hist(&[xray], CHANNELS, Some(&mask), &HIST_SIZE, &[RANGES])?;
     Ok((full, quarter))
+}
+
+/// The histogram of the pixels in `x_range` x `y_range`, counted by hand: `counts[v]` is
+/// how many of those pixels have gray level `v`. It must equal `calc_hist` with the
+/// matching mask.
+pub fn count_gray_levels(xray: &XRay, x_range: Range<u32>, y_range: Range<u32>) -> [u32; 256] {
+    let gray = xray.image().to_luma8();
+    let mut counts = [0u32; 256];
+    // TODO (instruction 4): for every row y in y_range and every column x in x_range,
+    // read the gray level `gray.get_pixel(x, y).0[0]` (a u8, 0..=255) and add one to
+    // its bin.
+    let _ = (&gray, x_range, y_range, &mut counts);
+    counts
 }

@@ -3,8 +3,11 @@
 //! The lesson is in the book (`chapters/ch05-splitting.md`). Check your work with
 //! `cargo test --release -p cxr-exercises ch05`; the grader is `src/graders/ch05_splitting.rs`.
 
+#[allow(unused_imports)] // for instruction 3
+use std::collections::{HashMap, HashSet};
+
 use cxr::ch05_splitting::{SEED, load_iris, merge_data};
-use cxr::data::{SplitOptions, train_val_test_split};
+use cxr::data::{Split, SplitOptions, train_val_test_split};
 use cxr::linfa::Dataset;
 use cxr::linfa::prelude::*;
 use cxr::ndarray::Ix1;
@@ -29,4 +32,16 @@ pub fn make_parts() -> cxr::Result<[Dataset<f64, usize, Ix1>; 3]> {
     let test = merge_data(x, y, &[]);
 
     Ok([train, val, test])
+}
+
+/// How many patients have images in more than one part of `split`, where `patients[row]`
+/// is the patient of row `row`: what a model could recognise instead of learning the
+/// disease.
+pub fn leaked_patients(split: &Split, patients: &[String]) -> usize {
+    // TODO (instruction 3): note, for each patient, the parts their images are in
+    // (`split.parts()` gives each part's name and row numbers; `patients[row]` is the
+    // row's patient), then count the patients found in more than one part. A HashMap
+    // from patient to a HashSet of part names does it.
+    let _ = (split, patients);
+    0
 }

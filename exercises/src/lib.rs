@@ -37,3 +37,6 @@ pub mod ch10_explain;
 
 #[cfg(test)]
 mod graders;
+
+#[cfg(test)]
+mod hint_checks;

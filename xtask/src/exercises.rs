@@ -42,6 +42,14 @@ pub fn check(root: &Path) -> Result<()> {
     for name in names(&solved, Some(false)) {
         problems.push(format!("{name} fails on the reference solution"));
     }
+    let shown = starter.to_string();
+    for (chapter, answer) in ANSWERS {
+        if shown.contains(answer) {
+            problems.push(format!(
+                "{chapter}: a hint on the untouched exercise shows the answer {answer:?}"
+            ));
+        }
+    }
     for name in &all {
         println!("{name}: fails untouched, passes solved");
     }
@@ -49,8 +57,56 @@ pub fn check(root: &Path) -> Result<()> {
         bail!("{}", problems.join("\n"));
     }
     println!("{} graders checked both ways", all.len());
+    hint_checks(root)
+}
+
+/// Plausible wrong answers run through their graders (`exercises/src/hint_checks.rs`):
+/// each must fail with a hint that names the mistake.
+fn hint_checks(root: &Path) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    without_cargo_run_env(&mut cmd);
+    let status = cmd
+        .current_dir(root)
+        .args([
+            "test",
+            "--release",
+            "-p",
+            "cxr-exercises",
+            "--lib",
+            "hint_checks",
+        ])
+        .status()
+        .context("running the hint checks")?;
+    if !status.success() {
+        bail!("a wrong answer passed its grader or got a hint that does not name the mistake");
+    }
     Ok(())
 }
+
+/// Answers, as a grader would print them, that a hint must never show: `cxr grade --json`
+/// goes to platforms that show it to learners.
+const ANSWERS: &[(&str, &str)] = &[
+    ("ch01", "(150, 150)"),
+    ("ch02", "(0.0, 256.0)"),
+    ("ch02", "484..968"),
+    ("ch04", "(3, 256)"),
+    ("ch04", "(3, 512)"),
+    ("ch05", "[0.7, 0.15, 0.15]"),
+    ("ch05", "[104, 23, 23]"),
+    ("ch05", "104, 23 and 23"),
+    ("ch06", "(224, 224, 3)"),
+    ("ch06", "(224, 224)"),
+    ("ch07", "(266, 24, 63, 25)"),
+    ("ch07", "0.806"),
+    ("ch07", "0.849"),
+    ("ch07", "0.838"),
+    ("ch08", "0.7192"),
+    ("ch09", "1.94"),
+    ("ch09", "0.67"),
+    ("ch10", "2/3"),
+    ("ch10", "is 0.4"),
+];
 
 fn grade(root: &Path, solutions: bool) -> Result<Value> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

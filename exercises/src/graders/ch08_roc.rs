@@ -17,7 +17,9 @@ fn check(predictions: &Predictions) {
     for ((area, want), c) in ours.iter().zip(&expected).zip(&curves) {
         assert!(
             (area - want).abs() < 1e-12,
-            "the AUC of {} is {want:.4}, yours is {area:.4}. Hint: auc(&fpr[i], &tpr[i])",
+            "your AUC of {} is {area:.4}, not the area under its ROC curve. Hint: class i's \
+             curve is fpr[i] against tpr[i], and auc(&fpr[i], &tpr[i]) measures the area \
+             under it; one AUC per class, in the classes' order",
             c.name
         );
     }
@@ -39,9 +41,8 @@ fn instruction_2_a_colour_per_class() {
     }
     for (i, a) in COLORS.iter().enumerate() {
         for (j, b) in COLORS.iter().enumerate().skip(i + 1) {
-            assert_ne!(
-                named_color(a),
-                named_color(b),
+            assert!(
+                named_color(a) != named_color(b),
                 "classes {i} and {j} share a colour; each class needs its own"
             );
         }

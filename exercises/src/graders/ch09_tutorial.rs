@@ -26,30 +26,30 @@ fn instruction_1_label_from_the_path() {
         ("x.jpeg", 0),
     ];
     for (path, label) in cases {
-        assert_eq!(
-            get_label(path),
-            label,
-            "get_label({path:?}) should be {label}: the class is the folder just above the file"
+        let got = get_label(path);
+        assert!(
+            got == label,
+            "get_label({path:?}) is {got}, but the class of a file is the folder just above \
+             it. Hint: path.split('/') gives the parts; the file name is the last one, its \
+             folder the one before (and a path without a folder is not PNEUMONIA)"
         );
     }
-    assert_eq!(
-        cxr::ch09_tutorial::get_label("a/PNEUMONIA/b.jpeg"),
-        get_label("a/PNEUMONIA/b.jpeg")
-    );
 }
 
 #[test]
 fn instruction_2_split_size() {
-    assert_eq!(
-        train_size(5232),
-        4200,
-        "the tutorial trains on 4,200 of its 5,232 images"
+    let whole = train_size(5232);
+    assert!(
+        whole == 4200,
+        "train_size(5232) is {whole}: scaled to its own 5,232 images, the tutorial's split \
+         must give back its own training size. Hint: total x 4200 / 5232"
     );
     for total in [16, 100, 1000, 5856] {
-        assert_eq!(
-            train_size(total),
-            cxr::ch09_tutorial::train_size(total),
-            "train_size({total}): scale 4200 / 5232 and round to the nearest image"
+        let got = train_size(total);
+        assert!(
+            got == cxr::ch09_tutorial::train_size(total),
+            "train_size({total}) is {got}. Hint: scale 4200 / 5232 to {total} in f64 and round \
+             to the nearest image (.round(), not the truncating `as usize` alone)"
         );
     }
 }
@@ -59,15 +59,17 @@ fn instruction_3_class_weights() {
     let [w0, w1] = class_weights(1349, 3883);
     assert!(
         (w0 - 1.9391).abs() < 1e-3 && (w1 - 0.6737).abs() < 1e-3,
-        "class_weights(1349, 3883) is [{w0:.4}, {w1:.4}]; the tutorial prints 1.94 and 0.67. \
-         Hint: (1 / count) * total / 2 for each class"
+        "class_weights(1349, 3883) is [{w0:.4}, {w1:.4}], not the tutorial's weights. Hint: \
+         each class's weight is (1 / its count) * total / 2, so the rarer class (NORMAL) \
+         weighs more than 1 and the commoner less"
     );
     for (normal, pneumonia) in [(10, 30), (266, 711), (50, 50)] {
         let [w0, w1] = class_weights(normal, pneumonia);
         let [e0, e1] = cxr::ch09_tutorial::class_weights(normal, pneumonia);
         assert!(
             (w0 - e0).abs() < 1e-9 && (w1 - e1).abs() < 1e-9,
-            "class_weights({normal}, {pneumonia}) is [{w0}, {w1}], expected [{e0}, {e1}]"
+            "class_weights({normal}, {pneumonia}) is [{w0}, {w1}]. Hint: (1 / count) * \
+             total / 2, with total = normal + pneumonia, in f64"
         );
         let (n0, n1) = (normal as f64 * w0, pneumonia as f64 * w1);
         assert!(
@@ -116,18 +118,19 @@ fn instruction_4_conv_block_and_dense_block() {
             .map(|r| r.kind.clone())
             .collect()
     };
-    assert_eq!(
-        kinds(&yours, "block1_"),
-        kinds(&keras, "block1_"),
-        "a conv block is SeparableConv2D, SeparableConv2D, BatchNormalization, MaxPool2D, in \
+    assert!(
+        kinds(&yours, "block1_") == kinds(&keras, "block1_"),
+        "your conv block's layers are {:?}. A conv block is SeparableConv2D, SeparableConv2D, BatchNormalization, MaxPool2D, in \
          that order: two convolutions find patterns, the batch normalisation rescales \
-         their outputs, and pooling halves the image"
+         their outputs, and pooling halves the image",
+        kinds(&yours, "block1_")
     );
-    assert_eq!(
-        kinds(&yours, "dense1"),
-        kinds(&keras, "dense1"),
-        "a dense block is Dense, BatchNormalization, Dropout: the dense layer computes, \
-         batch normalisation rescales, dropout silences a share of the units in training"
+    assert!(
+        kinds(&yours, "dense1") == kinds(&keras, "dense1"),
+        "your dense block's layers are {:?}. A dense block is Dense, BatchNormalization, \
+         Dropout: the dense layer computes, batch normalisation rescales, dropout silences \
+         a share of the units in training",
+        kinds(&yours, "dense1")
     );
     assert!(
         yours.non_trainable_params() == keras.non_trainable_params(),
@@ -142,9 +145,8 @@ fn instruction_4_conv_block_and_dense_block() {
     );
     let names =
         |s: &cxr::nn::Summary| -> Vec<String> { s.rows.iter().map(|r| r.name.clone()).collect() };
-    assert_eq!(
-        names(&yours),
-        names(&keras),
+    assert!(
+        names(&yours) == names(&keras),
         "the layers' names: block{{block}}_sepconv1, _sepconv2, _bn, _pool and \
          dense{{block}}, dense{{block}}_bn, dense{{block}}_dropout, so that saved weights find \
          their layers"

@@ -32,9 +32,10 @@ fn instruction_1_sensitivity_and_specificity() {
     let (sensitivity, specificity) = sensitivity_and_specificity(&y, &s, 0.6);
     assert!(
         (sensitivity - 2.0 / 3.0).abs() < 1e-12 && (specificity - 0.5).abs() < 1e-12,
-        "at threshold 0.6 two of the three pneumonias score 0.6 or more (sensitivity 2/3) and \
-         one of the two healthy lungs scores below (specificity 1/2); you gave \
-         ({sensitivity}, {specificity}). Hint: a score equal to the threshold counts as PNEUMONIA"
+        "scores {s:?} of truths {y:?} at threshold 0.6: you gave ({sensitivity}, \
+         {specificity}). Hint: sensitivity is the share of the pneumonias (true) scoring at \
+         or above the threshold, specificity the share of the healthy lungs (false) scoring \
+         below it; a score equal to the threshold counts as PNEUMONIA"
     );
     for seed in 0..5 {
         let (y, s) = scores(seed, 200);
@@ -43,9 +44,8 @@ fn instruction_1_sensitivity_and_specificity() {
             let ours = sensitivity_and_specificity(&y, &s, threshold);
             assert!(
                 (ours.0 - sens.value).abs() < 1e-12 && (ours.1 - spec.value).abs() < 1e-12,
-                "at threshold {threshold}: ({}, {}) expected, you gave {ours:?}",
-                sens.value,
-                spec.value
+                "seed {seed}, 200 scores, threshold {threshold}: you gave {ours:?}, not the \
+                 shares at or above (pneumonias) and below (healthy) the threshold"
             );
         }
     }
@@ -58,8 +58,9 @@ fn instruction_2_the_threshold_for_a_target_sensitivity() {
     let t = pick_threshold(&y, &s, 0.75);
     assert!(
         t == 0.4,
-        "to find 3 of the 4 pneumonias (0.75) the threshold must keep 0.9, 0.8 and 0.4: the \
-         highest such threshold is 0.4; you gave {t}. Hint: sort the pneumonias' scores from \
+        "scores {s:?} of truths {y:?}, target sensitivity 0.75: you gave {t}. Hint: to find \
+         3 of the 4 pneumonias the threshold must keep three of their scores at or above it; \
+         the highest such threshold is one of those scores. Sort the pneumonias' scores from \
          high to low and take the k-th, k = ceil(target x pneumonias)"
     );
     for seed in 0..5 {
@@ -69,7 +70,9 @@ fn instruction_2_the_threshold_for_a_target_sensitivity() {
             let got = pick_threshold(&y, &s, target);
             assert!(
                 got == want,
-                "seed {seed}, target {target}: the threshold is {want}, you gave {got}"
+                "seed {seed}, 300 scores, target {target}: you gave {got}, which is not the \
+                 highest threshold that finds that share of the pneumonias. Hint: scores tie; \
+                 k = ceil(target x pneumonias) counts pneumonias, not distinct scores"
             );
         }
     }

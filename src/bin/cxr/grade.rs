@@ -2,7 +2,10 @@
 //! a score per chapter.
 //!
 //! Graders are ordinary tests named `graders::<chapter>::<instruction>`; when one fails,
-//! its panic message is the hint shown to the learner.
+//! its panic message is the hint shown to the learner. They run concurrently (libtest's
+//! threads; no grader depends on another) and the report is put in course order after.
+//! A hint never shows the expected value: `assert_eq!`'s `left:`/`right:` lines are
+//! dropped, so that a platform showing `--json` output does not hand out answers.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -137,9 +140,8 @@ pub fn run(root: &Path, solutions: bool) -> Result<Report> {
     if solutions {
         cmd.args(["--features", "solutions"]);
     }
-    // One test at a time keeps the report in order; no backtraces, only the hints.
-    cmd.env("RUST_BACKTRACE", "0")
-        .args(["--", "--test-threads=1", "--color=never"]);
+    // No backtraces, only the hints.
+    cmd.env("RUST_BACKTRACE", "0").args(["--", "--color=never"]);
     let output = cmd
         .output()
         .with_context(|| format!("could not run cargo in {}", root.display()))?;
@@ -184,6 +186,11 @@ pub fn parse(stdout: &str, solutions: bool) -> Report {
     }
     let chapters: Vec<Chapter> = results
         .into_iter()
+        .map(|(chapter, mut instructions)| {
+            // Concurrent graders finish in any order; instruction names sort by number.
+            instructions.sort_by(|a, b| a.name.cmp(&b.name));
+            (chapter, instructions)
+        })
         .map(|(chapter, instructions)| Chapter {
             passed: instructions.iter().filter(|i| i.passed).count(),
             total: instructions.len(),
@@ -210,6 +217,14 @@ fn panic_message(stdout: &str, test: &str) -> String {
         .skip_while(|l| !l.contains("panicked at"))
         .skip(1)
         .take_while(|l| !l.starts_with("note:") && !l.starts_with("---- ") && !l.is_empty())
+        .filter(|l| {
+            let l = l.trim_start();
+            !l.starts_with("left:") && !l.starts_with("right:")
+        })
+        .map(|l| {
+            l.trim_start_matches("assertion `left == right` failed: ")
+                .trim_start_matches("assertion `left != right` failed: ")
+        })
         .collect();
     if lines.is_empty() {
         "the grader failed without a message".into()
@@ -258,6 +273,28 @@ test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out
             report
                 .table()
                 .contains("next: edit exercises/src/ch01_loading.rs")
+        );
+    }
+
+    #[test]
+    fn hints_never_show_the_expected_value_and_order_is_kept() {
+        let out = "test graders::ch02_x::instruction_2_b ... FAILED
+test graders::ch02_x::instruction_1_a ... ok
+
+---- graders::ch02_x::instruction_2_b stdout ----
+
+thread 'graders::ch02_x::instruction_2_b' panicked at exercises/src/graders/ch02_x.rs:9:5:
+assertion `left == right` failed: CHANNELS is []. Hint: one channel.
+  left: []
+ right: [0]
+note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace
+";
+        let report = parse(out, false);
+        let ins = &report.chapters[0].instructions;
+        assert_eq!(ins[0].name, "instruction_1_a");
+        assert_eq!(
+            ins[1].hint.as_deref(),
+            Some("CHANNELS is []. Hint: one channel.")
         );
     }
 }
