@@ -227,15 +227,22 @@ impl Predictions {
 /// images of `size` x `size` pixels and returns its predictions on the test part. The
 /// same seed gives the same numbers.
 pub fn generated_xray_predictions(n: usize, size: u32, seed: u64) -> Result<Predictions> {
-    let options = SynthOptions {
+    histogram_baseline(&SynthOptions {
         n,
         size,
         seed,
         splits: [0.6, 0.0, 0.4],
         ..SynthOptions::default()
-    };
+    })
+}
+
+/// The histogram classifier trained on the train part of the generated data set that
+/// `options` describes and judged on its test part (the validation part is not used):
+/// the baseline for a network trained on the same images.
+pub fn histogram_baseline(options: &SynthOptions) -> Result<Predictions> {
+    let (size, seed) = (options.size, options.seed);
     let (mut train_x, mut train_y, mut test_x, mut test_y) = (vec![], vec![], vec![], vec![]);
-    for file in synth_plan(&options) {
+    for file in synth_plan(options) {
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(file.seed);
         let image = synth_xray(size, file.label == Label::Pneumonia, &mut rng);
         let xray = XRay::from_image(file.path(), DynamicImage::ImageLuma8(image))?;
@@ -243,7 +250,7 @@ pub fn generated_xray_predictions(n: usize, size: u32, seed: u64) -> Result<Pred
         if file.split == "train" {
             train_x.extend(features);
             train_y.push(file.label.index());
-        } else {
+        } else if file.split == "test" {
             test_x.extend(features);
             test_y.push(file.label.index());
         }

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::Result;
 use crate::baseline::Predictions;
+use crate::run::CourseCnn;
 
 pub use crate::baseline::lesson_predictions;
 use crate::metrics::{BinaryCounts, ConfusionMatrix, ZeroDivision, confusion_matrix};
@@ -60,13 +61,49 @@ pub fn confusion_figure(matrix: &ConfusionMatrix, title: &str) -> Result<Figure>
     )
 }
 
+/// Accuracy, precision, recall, F1 and specificity of PNEUMONIA at the 0.5 threshold, one
+/// row per model, side by side: how a model compares with a baseline.
+pub fn compare(models: &[(&str, &Predictions)]) -> Result<String> {
+    let width = models.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    let mut table = format!(
+        "{:width$}  accuracy  precision  recall  F1      specificity  images\n",
+        "model"
+    );
+    for (name, predictions) in models {
+        let counts = xray_confusion_matrix(predictions)?.binary(1);
+        let s = scores(counts);
+        table.push_str(&format!(
+            "{name:width$}  {:<8.4}  {:<9.4}  {:<6.4}  {:<6.4}  {:<11.4}  {}\n",
+            s.accuracy,
+            s.precision,
+            s.recall,
+            s.f1,
+            counts.specificity(ZeroDivision::Zero),
+            predictions.y_true.len()
+        ));
+    }
+    Ok(table)
+}
+
 /// Runs the lesson on `predictions_csv` (written by a trained model) or, without one, on
-/// [`lesson_predictions`]; prints the matrix, the counts and the scores and draws the
-/// figure.
+/// the course's CNN ([`CourseCnn`], trained under `out` the first time), with the
+/// histogram baseline as the comparison; prints the matrix, the counts and the scores and
+/// draws the figure.
 pub fn run(predictions_csv: Option<&Path>, out: &Path) -> Result<Vec<String>> {
-    let predictions = match predictions_csv {
-        Some(path) => Predictions::read_csv(path)?,
-        None => lesson_predictions()?,
+    let (name, predictions, baseline) = match predictions_csv {
+        Some(path) => (
+            "your model",
+            Predictions::read_csv(path)?,
+            lesson_predictions()?,
+        ),
+        None => {
+            let cnn = CourseCnn::load(out)?;
+            (
+                "tutorial CNN",
+                cnn.predictions()?,
+                cnn.baseline_predictions()?,
+            )
+        }
     };
     let matrix = xray_confusion_matrix(&predictions)?;
     let counts = matrix.binary(1);
@@ -97,6 +134,8 @@ pub fn run(predictions_csv: Option<&Path>, out: &Path) -> Result<Vec<String>> {
         ),
         format!("always answering the larger class would score accuracy {majority:.4}"),
         matrix.report(ZeroDivision::Zero, 4).to_string(),
+        format!("baseline: {}", baseline.source),
+        compare(&[(name, &predictions), ("histogram baseline", &baseline)])?,
         format!("figure: {}", figure.display()),
     ])
 }

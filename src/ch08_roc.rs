@@ -12,6 +12,7 @@ use crate::metrics::{
     Average, OperatingPoint, RocCurve, one_vs_rest, roc_auc_score_ovr, roc_curve,
 };
 use crate::plot::{Figure, Panel, Series, grid};
+use crate::run::CourseCnn;
 
 /// One colour per class, Matplotlib's names, as in the lesson.
 pub const COLORS: [&str; 3] = ["aqua", "darkorange", "cornflowerblue"];
@@ -222,13 +223,47 @@ pub fn lesson_figure(xrays: &Predictions, iris: &Predictions) -> Result<Figure> 
     )
 }
 
-/// Runs the lesson on `predictions_csv` (or the baseline's predictions on generated
-/// images) and on iris; prints every AUC and the 95%-sensitivity threshold, draws the
-/// figure.
+/// A model's PNEUMONIA ROC curve against the baseline's on the same test images, the
+/// model's 95%-sensitivity point marked: how much better than the baseline it ranks.
+pub fn compare_figure(name: &str, model: &Predictions, baseline: &Predictions) -> Result<Figure> {
+    let named = |name: &str, predictions: &Predictions| -> Result<ClassRoc> {
+        let mut roc = per_class_roc(predictions)?.swap_remove(1);
+        roc.name = name.to_string();
+        Ok(roc)
+    };
+    let curves = [named(name, model)?, named("histogram baseline", baseline)?];
+    let point = operating_point(model, 1, TARGET_SENSITIVITY)?;
+    let label = point.map(|p| format!("threshold {:.2}: FPR {:.2}", p.threshold, p.fpr));
+    let mark = point.zip(label.as_deref()).map(|(p, l)| (l, p));
+    roc_panel_figure(
+        &[RocPanel {
+            title: "PNEUMONIA, same test images (generated)",
+            curves: &curves,
+            mark,
+        }],
+        &["darkorange", "cornflowerblue"],
+    )
+}
+
+/// Runs the lesson on `predictions_csv` or, without one, on the course's CNN
+/// ([`CourseCnn`], trained under `out` the first time), with the histogram baseline as
+/// the comparison, and on iris; prints every AUC and the 95%-sensitivity threshold, draws
+/// the lesson's figure and the model against the baseline.
 pub fn run(predictions_csv: Option<&Path>, out: &Path) -> Result<Vec<String>> {
-    let xrays = match predictions_csv {
-        Some(path) => Predictions::read_csv(path)?,
-        None => lesson_predictions()?,
+    let (name, xrays, baseline) = match predictions_csv {
+        Some(path) => (
+            "your model",
+            Predictions::read_csv(path)?,
+            lesson_predictions()?,
+        ),
+        None => {
+            let cnn = CourseCnn::load(out)?;
+            (
+                "tutorial CNN",
+                cnn.predictions()?,
+                cnn.baseline_predictions()?,
+            )
+        }
     };
     let iris = iris_predictions()?;
     let mut report = vec![format!("X-rays: {}", xrays.source)];
@@ -245,6 +280,11 @@ pub fn run(predictions_csv: Option<&Path>, out: &Path) -> Result<Vec<String>> {
             1.0 - p.fpr
         ));
     }
+    report.push(format!("baseline: {}", baseline.source));
+    report.push(format!(
+        "  ROC AUC of PNEUMONIA: {:.4}",
+        per_class_roc(&baseline)?[1].auc
+    ));
     report.push(format!("iris: {}", iris.source));
     for c in per_class_roc(&iris)? {
         report.push(format!("  ROC AUC of {}: {:.4}", c.name, c.auc));
@@ -255,7 +295,10 @@ pub fn run(predictions_csv: Option<&Path>, out: &Path) -> Result<Vec<String>> {
         macro_auc(&iris)?
     ));
     let figure = out.join("ch08-roc.png");
-    lesson_figure(&xrays, &iris)?.save(&figure)?;
+    lesson_figure(&lesson_predictions()?, &iris)?.save(&figure)?;
+    report.push(format!("figure: {}", figure.display()));
+    let figure = out.join("ch08-roc-model.png");
+    compare_figure(name, &xrays, &baseline)?.save(&figure)?;
     report.push(format!("figure: {}", figure.display()));
     Ok(report)
 }

@@ -13,7 +13,7 @@ use crate::imaging::XRay;
 use crate::metrics::{Proportion, calibration_curve, roc_curve, wilson_interval};
 use crate::nn::{Sequential, load_model};
 use crate::plot::{Figure, Panel, Series, grid, overlays};
-use crate::run::{MODEL_FILE, TrainConfig, train_tutorial};
+use crate::run::{CourseCnn, TrainConfig};
 use crate::train::Loss;
 use crate::{Error, Result};
 
@@ -48,42 +48,14 @@ pub struct Lesson {
 }
 
 impl Lesson {
-    /// The chapter's model and data under `out` (`out/ch10/...`): trained the first time, in
-    /// about 90 s on two cores, and read back after. Runs that ask at once (the book's
-    /// examples, run side by side) wait for the one that trains.
+    /// The course's CNN and its data under `out` ([`CourseCnn::load`]): trained the first
+    /// time, read back after.
     pub fn load(out: impl AsRef<Path>) -> Result<Lesson> {
-        let cfg = TrainConfig {
-            progress: false,
-            ..lesson_config()
-        };
-        let folder = out.as_ref().join(format!(
-            "ch10/model-{}x{}-{}epochs-seed{}",
-            cfg.generated_images, cfg.image_size, cfg.epochs, cfg.seed
-        ));
-        std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
-        let lock_path = folder.join(".training.lock");
-        let lock = std::fs::File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
-        lock.lock().map_err(|e| Error::io(&lock_path, e))?;
-        let model_path = folder.join("latest").join(MODEL_FILE);
-        if !model_path.is_file() {
-            let report = train_tutorial(None, &folder, &cfg, None)?;
-            if !report.completed {
-                return Err(Error::Training(format!(
-                    "the chapter's model did not finish training; run again (its folder is {})",
-                    folder.display()
-                )));
-            }
-        }
-        drop(lock);
+        let cnn = CourseCnn::load(out)?;
         Ok(Lesson {
-            model: load_model(&model_path)?,
-            data: folder.join(format!("generated-{}", cfg.image_size)),
-            options: SynthOptions {
-                n: cfg.generated_images,
-                size: cfg.image_size as u32,
-                seed: cfg.seed,
-                ..Default::default()
-            },
+            model: load_model(cnn.model_path())?,
+            data: cnn.data,
+            options: cnn.options,
         })
     }
 

@@ -408,3 +408,77 @@ pub fn train_tutorial(
         completed: true,
     })
 }
+
+/// The course's trained CNN: the tutorial's network trained as the main job trains it
+/// (`TrainConfig::quick`: 2,000 generated 64 x 64 images, 8 epochs), shared by the
+/// chapters that judge or explain a trained model (7, 8, 10).
+#[derive(Debug, Clone)]
+pub struct CourseCnn {
+    /// The run's folder: `latest/` holds the model, history and test predictions.
+    pub folder: PathBuf,
+    /// The generated data set it was trained and tested on (train/, val/, test/).
+    pub data: PathBuf,
+    /// How that data set was generated.
+    pub options: SynthOptions,
+}
+
+impl CourseCnn {
+    /// Trains the course's CNN under `out` the first time (about 90 s on two cores) and
+    /// finds it after. Runs that ask at once (the book's examples, notebooks side by
+    /// side) wait on a file lock for the one that trains.
+    pub fn load(out: impl AsRef<Path>) -> Result<CourseCnn> {
+        let cfg = TrainConfig {
+            progress: false,
+            ..TrainConfig::quick()
+        };
+        let folder = out.as_ref().join(format!(
+            "course-cnn/model-{}x{}-{}epochs-seed{}",
+            cfg.generated_images, cfg.image_size, cfg.epochs, cfg.seed
+        ));
+        std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+        let lock_path = folder.join(".training.lock");
+        let lock = std::fs::File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+        lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+        let cnn = CourseCnn {
+            data: folder.join(format!("generated-{}", cfg.image_size)),
+            options: SynthOptions {
+                n: cfg.generated_images,
+                size: cfg.image_size as u32,
+                seed: cfg.seed,
+                ..Default::default()
+            },
+            folder,
+        };
+        if !cnn.model_path().is_file() || !cnn.predictions_path().is_file() {
+            let report = train_tutorial(None, &cnn.folder, &cfg, None)?;
+            if !report.completed {
+                return Err(Error::Training(format!(
+                    "the course's CNN did not finish training; run again (its folder is {})",
+                    cnn.folder.display()
+                )));
+            }
+        }
+        Ok(cnn)
+    }
+
+    /// The trained model's file.
+    pub fn model_path(&self) -> PathBuf {
+        self.folder.join("latest").join(MODEL_FILE)
+    }
+
+    /// Its predictions on the test part (`label,p_NORMAL,p_PNEUMONIA`).
+    pub fn predictions_path(&self) -> PathBuf {
+        self.folder.join("latest").join(PREDICTIONS_FILE)
+    }
+
+    /// Those predictions, their source line naming the generated images.
+    pub fn predictions(&self) -> Result<Predictions> {
+        Predictions::read_csv(self.predictions_path())
+    }
+
+    /// The histogram baseline (chapter 7's logistic regression) trained on the same
+    /// train part and judged on the same test images, for a fair comparison.
+    pub fn baseline_predictions(&self) -> Result<Predictions> {
+        crate::baseline::histogram_baseline(&self.options)
+    }
+}

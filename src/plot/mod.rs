@@ -654,6 +654,7 @@ fn draw_curves<DB: DrawingBackend>(
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 18))
         .margin_right(RIGHT)
+        .margin_left(8)
         .x_label_area_size(40)
         .y_label_area_size(LEFT)
         .build_cartesian_2d(0f64..1.0, 0f64..1.02)
@@ -677,18 +678,13 @@ fn draw_curves<DB: DrawingBackend>(
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
     draw_series_lines(&mut chart, series, false)?;
+    // A marked point is named in the legend, where its label cannot cover a curve.
     for (text, (x, y)) in marks {
         chart
             .draw_series([Circle::new((*x, *y), 5, BLACK.filled())])
-            .map_err(plot_error)?;
-        chart
-            .draw_series([Text::new(
-                text.to_string(),
-                // Labels of points on the right go to their left, inside the axes.
-                (if *x > 0.55 { x - 0.5 } else { x + 0.03 }, y - 0.04),
-                ("sans-serif", 13).into_font(),
-            )])
-            .map_err(plot_error)?;
+            .map_err(plot_error)?
+            .label(text.to_string())
+            .legend(|(x, y)| Circle::new((x + 10, y), 4, BLACK.filled()));
     }
     chart
         .configure_series_labels()
