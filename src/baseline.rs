@@ -208,10 +208,25 @@ impl Predictions {
                 y_true.iter().max().copied().unwrap_or(0)
             )));
         }
+        if y_true.is_empty() {
+            return Err(table("no rows: nothing to judge".into()));
+        }
         let mut y_score = Array2::zeros((y_true.len(), classes.len()));
         for (j, values) in columns.iter().enumerate() {
             for (i, &v) in values.iter().enumerate() {
                 y_score[[i, j]] = v;
+            }
+        }
+        // A score that is not a probability would still rank and count: refuse it.
+        for (i, row) in y_score.rows().into_iter().enumerate() {
+            let valid = row.iter().all(|p| p.is_finite() && (0.0..=1.0).contains(p));
+            if !valid || (row.sum() - 1.0).abs() > 1e-3 {
+                return Err(table(format!(
+                    "data row {} holds {:?}: each row's probabilities must be numbers from 0 to 1 \
+                     that add up to 1",
+                    i + 1,
+                    row.to_vec()
+                )));
             }
         }
         Ok(Predictions {

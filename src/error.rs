@@ -102,6 +102,9 @@ pub enum Error {
         problems: Vec<String>,
     },
 
+    #[error("{path}: not a model file: {detail}")]
+    NotAModel { path: PathBuf, detail: String },
+
     #[error("{metric} is not defined here: {detail}; {fix}")]
     Metric {
         metric: &'static str,

@@ -116,7 +116,12 @@ fn train_then_predict_with_the_saved_model_and_refuse_damaged_input() {
     // A training state given as a model: named as such.
     let state = out.join("latest").join("train_state.safetensors");
     let answer = predict(&xray, &state, dir.path());
-    assert!(!answer.status.success(), "{}", text(&answer));
+    let said = text(&answer);
+    assert!(!answer.status.success(), "{said}");
+    assert!(
+        said.contains("not a model file") && said.contains("training state"),
+        "{said}"
+    );
 }
 
 #[test]

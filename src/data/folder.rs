@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use super::{Label, patient_id};
-use crate::imaging::{LoadOptions, probe};
+use crate::imaging::LoadOptions;
 use crate::{Error, Result};
 
 /// How to treat files that cannot be read while scanning.
@@ -31,9 +31,11 @@ pub struct Scan {
 ///
 /// `path` is the file as you would open it (`folder` joined with `file`), `file` is relative
 /// to `folder`, `split` is `train`, `val` or `test` when the class folder sits in one, and
-/// `width` and `height` come from the file's header: the pixels are not decoded, so a scan
-/// of the full 5,856-image set takes seconds. A file whose header cannot be read, or whose
-/// class folder names no [`Label`], fails the scan unless
+/// `width` and `height` are the decoded image's. Every image is decoded in full, on every
+/// core, as training would decode it: a cut file, random bytes in the middle of a JPEG or
+/// a failed PNG checksum is found by the scan, not half way through training (16 bundled
+/// X-rays: 0.16 s on two cores; the full 5,856-image set about a minute). A file that
+/// cannot be decoded, or whose class folder names no [`Label`], fails the scan unless
 /// [`ScanOptions::skip_unreadable`] is set.
 pub fn scan_folder(folder: impl AsRef<Path>, options: ScanOptions) -> Result<Scan> {
     let folder = folder.as_ref();
@@ -44,8 +46,9 @@ pub fn scan_folder(folder: impl AsRef<Path>, options: ScanOptions) -> Result<Sca
     let (mut paths, mut rel, mut splits, mut labels, mut patients, mut widths, mut heights) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut skipped = Vec::new();
-    for path in files {
-        match describe(&path, options.load) {
+    let described = describe_all(&files, options.load);
+    for (path, described) in files.into_iter().zip(described) {
+        match described {
             Ok((label, width, height)) => {
                 let file = path.strip_prefix(folder).unwrap_or(&path);
                 paths.push(path.to_string_lossy().into_owned());
@@ -123,8 +126,32 @@ fn describe(path: &Path, load: LoadOptions) -> Result<(Label, u32, u32)> {
         path: path.into(),
         folder_name: folder_name.into(),
     })?;
-    let info = probe(path, load)?;
-    Ok((label, info.width, info.height))
+    // The whole image is decoded, as training would decode it: damage in the middle of a
+    // stream (random bytes, a failed PNG CRC) is found here, not only a cut end.
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let image = crate::imaging::decode(&bytes, path, load)?;
+    Ok((label, image.width(), image.height()))
+}
+
+/// [`describe`] for every file, on every core, results in the files' order.
+fn describe_all(files: &[PathBuf], load: LoadOptions) -> Vec<Result<(Label, u32, u32)>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = files.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|f| describe(f, load)).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 fn split_of(path: &Path) -> Option<String> {

@@ -13,11 +13,12 @@ fn header(path: &Path) -> Result<std::collections::HashMap<String, String>> {
     use std::io::Read;
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut len = [0u8; 8];
-    let not_safetensors = |detail: String| Error::Weights {
+    let not_safetensors = |detail: String| Error::NotAModel {
         path: path.into(),
-        problems: vec![format!(
-            "not a safetensors file ({detail}); models are the .safetensors files `cxr train` writes"
-        )],
+        detail: format!(
+            "not a safetensors file ({detail}); pass a model `cxr train` wrote, such as \
+             out/latest/xray_model.safetensors"
+        ),
     };
     file.read_exact(&mut len)
         .map_err(|e| not_safetensors(e.to_string()))?;
@@ -53,21 +54,23 @@ pub fn load_model(path: impl AsRef<Path>) -> Result<Sequential> {
         path: path.into(),
         problems: vec![problem],
     };
+    let not_a_model = |detail: &str| Error::NotAModel {
+        path: path.into(),
+        detail: detail.into(),
+    };
     match meta.get("format").map(String::as_str) {
         Some(MODEL_FORMAT) => {}
         Some(f) if f.starts_with("cxr-train-state") => {
-            return Err(refuse(
-                "this is a training state (what `cxr train --resume` takes), not a model; \
-                 pass the model file the run wrote beside it (xray_model.safetensors)"
-                    .into(),
+            return Err(not_a_model(
+                "this is a training state (what `cxr train --resume` takes); pass the model \
+                 file the run wrote beside it (xray_model.safetensors)",
             ));
         }
         _ => {
-            return Err(refuse(
+            return Err(not_a_model(
                 "no cxr model header: the file holds weights without the architecture that \
                  uses them (an older cxr, or another program); build the model in code and call \
-                 `load_weights`, or train again"
-                    .into(),
+                 `load_weights`, or train again",
             ));
         }
     }

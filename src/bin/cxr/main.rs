@@ -322,6 +322,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Some(Command::Predict { images, model }) => {
+            // Every image is checked to be there before the model is read.
+            for image in &images {
+                if !image.is_file() {
+                    let cwd = std::env::current_dir().unwrap_or_default();
+                    let path = image.clone();
+                    return Err(cxr::Error::NotFound { path, cwd }.into());
+                }
+            }
             let cnn = cxr::nn::load_model(&model)?;
             let size = cnn.input_shape().get(1).copied().unwrap_or(0);
             for image in images {
