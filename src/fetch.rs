@@ -7,7 +7,13 @@
 //! is verified before it is renamed into place: every record's checksums are read
 //! through (a damaged TFRecord fails here even on the first download), and its SHA-256
 //! is compared with the one recorded in `SHA256SUMS` beside it, which the first complete
-//! download writes. A file that fails is deleted, since no resume can mend it.
+//! download writes. A file that fails is deleted, since no resume can mend it; a file
+//! already in place is verified the same way before it counts as there, and never
+//! deleted. A wrong recorded sum is forgotten with `cxr fetch --forget-checksums`.
+//!
+//! Every transfer finishes: the connection and the response's headers each have
+//! [`FetchOptions::answer_timeout`], and the body may fall silent (no byte arriving) for
+//! at most [`FetchOptions::silence_timeout`]; a slow but steady download is never cut.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -42,6 +48,25 @@ pub struct FetchOptions {
     pub base_url: String,
     /// Show a progress bar per file (on a terminal).
     pub progress: bool,
+    /// How long to wait for a connection, and then for the response's headers.
+    pub answer_timeout: Duration,
+    /// How long the body may stay silent (no byte arriving) before the transfer is given
+    /// up: a slow but steady download is never cut, a stalled one always is.
+    pub silence_timeout: Duration,
+    /// Drop the checksums recorded in `SHA256SUMS` for the files fetched and record them
+    /// afresh: the way out when a wrong one was recorded (`cxr fetch --forget-checksums`).
+    pub forget_checksums: bool,
+}
+
+impl FetchOptions {
+    /// The tutorial's files from `base_url`, without a progress bar.
+    pub fn from(base_url: impl Into<String>) -> Self {
+        FetchOptions {
+            base_url: base_url.into(),
+            progress: false,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for FetchOptions {
@@ -49,6 +74,9 @@ impl Default for FetchOptions {
         FetchOptions {
             base_url: TUTORIAL_BASE_URL.to_string(),
             progress: true,
+            answer_timeout: Duration::from_secs(30),
+            silence_timeout: Duration::from_secs(60),
+            forget_checksums: false,
         }
     }
 }
@@ -78,15 +106,17 @@ fn download_error(url: &str, detail: impl std::fmt::Display, fix: &str) -> Error
 
 /// Downloads `url` to `dest`, resuming from `dest.part` if an earlier run was cut off.
 /// Returns the bytes the part held before. The part is left in place when the transfer
-/// breaks off, so that the next call continues it.
-pub fn download(url: &str, dest: &Path, progress: bool) -> Result<u64> {
+/// breaks off or stalls, so that the next call continues it.
+pub fn download(url: &str, dest: &Path, options: &FetchOptions) -> Result<u64> {
+    let progress = options.progress;
     crate::io::create_parent(dest)?;
     let part = part_path(dest);
     let resumed_from = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_recv_body(Some(Duration::from_secs(120)))
+        .timeout_connect(Some(options.answer_timeout))
+        .timeout_send_request(Some(options.answer_timeout))
+        .timeout_recv_response(Some(options.answer_timeout))
         .build()
         .into();
     let mut request = agent.get(url);
@@ -94,9 +124,16 @@ pub fn download(url: &str, dest: &Path, progress: bool) -> Result<u64> {
         request = request.header("Range", format!("bytes={resumed_from}-"));
     }
     let no_network = "check the network connection (these files need internet access), or copy the files by hand into the target folder";
-    let mut response = request
-        .call()
-        .map_err(|e| download_error(url, e, no_network))?;
+    let response = request.call().map_err(|e| {
+        let detail = match e {
+            ureq::Error::Timeout(_) => format!(
+                "no answer within {} s ({e})",
+                options.answer_timeout.as_secs_f64()
+            ),
+            e => e.to_string(),
+        };
+        download_error(url, detail, no_network)
+    })?;
     let status = response.status().as_u16();
     let length: Option<u64> = response
         .headers()
@@ -127,31 +164,37 @@ pub fn download(url: &str, dest: &Path, progress: bool) -> Result<u64> {
         .map_err(|e| Error::io(&part, e))?;
     let bar = progress_bar(progress, length.map(|l| l + start), dest);
     bar.set_position(start);
-    let mut reader = response.body_mut().as_reader();
-    let mut buffer = vec![0u8; 1 << 16];
+    let chunks = read_in_background(response.into_body().into_reader());
     let mut received = 0u64;
     loop {
-        let n = match reader.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
+        let broke_off = |what: &str, why: String| {
+            download_error(
+                url,
+                format!(
+                    "the transfer {what} after {} bytes ({why})",
+                    start + received
+                ),
+                "run the same command again: it continues where it stopped",
+            )
+        };
+        let chunk = match chunks.recv_timeout(options.silence_timeout) {
+            Ok(Ok(chunk)) => chunk,
+            Ok(Err(e)) => {
                 file.flush().map_err(|e| Error::io(&part, e))?;
                 bar.abandon();
-                return Err(download_error(
-                    url,
-                    format!(
-                        "the transfer broke off after {} bytes ({e})",
-                        start + received
-                    ),
-                    "run the same command again: it continues where it stopped",
-                ));
+                return Err(broke_off("broke off", e.to_string()));
             }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                file.flush().map_err(|e| Error::io(&part, e))?;
+                bar.abandon();
+                let silent = options.silence_timeout.as_secs_f64();
+                return Err(broke_off("stalled", format!("no byte for {silent} s")));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        file.write_all(&buffer[..n])
-            .map_err(|e| Error::io(&part, e))?;
-        received += n as u64;
-        bar.inc(n as u64);
+        file.write_all(&chunk).map_err(|e| Error::io(&part, e))?;
+        received += chunk.len() as u64;
+        bar.inc(chunk.len() as u64);
     }
     file.sync_all().map_err(|e| Error::io(&part, e))?;
     bar.finish_and_clear();
@@ -165,6 +208,32 @@ pub fn download(url: &str, dest: &Path, progress: bool) -> Result<u64> {
         ));
     }
     Ok(if append { resumed_from } else { 0 })
+}
+
+/// The body's bytes as they arrive, read on a thread of their own so that the caller can
+/// wait with a timeout: silence is measured between chunks, not over the whole transfer.
+/// The channel closes at the end of the body; a stalled reader is left to its
+/// connection's fate when the caller gives up.
+fn read_in_background(
+    mut body: impl Read + Send + 'static,
+) -> std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(16);
+    std::thread::spawn(move || {
+        let mut buffer = vec![0u8; 1 << 16];
+        loop {
+            let chunk = match body.read(&mut buffer) {
+                Ok(0) => return,
+                Ok(n) => Ok(buffer[..n].to_vec()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+            let failed = chunk.is_err();
+            if tx.send(chunk).is_err() || failed {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 fn progress_bar(show: bool, total: Option<u64>, dest: &Path) -> indicatif::ProgressBar {
@@ -247,16 +316,31 @@ pub fn fetch_tutorial(to: &Path, options: &FetchOptions) -> Result<Vec<Fetched>>
     let mut out = Vec::new();
     for name in TUTORIAL_FILES {
         let url = format!("{}/{name}", options.base_url.trim_end_matches('/'));
-        out.push(fetch_file(&url, to, name, options.progress)?);
+        out.push(fetch_file(&url, to, name, options)?);
     }
     Ok(out)
 }
 
-/// Fetches one file to `dir/name` and verifies it (see the module documentation).
-pub fn fetch_file(url: &str, dir: &Path, name: &str, progress: bool) -> Result<Fetched> {
+/// Fetches one file to `dir/name` and verifies it (see the module documentation). A file
+/// already in place is verified as a download is (every record's checksums, then the
+/// recorded SHA-256) before it counts as there.
+pub fn fetch_file(url: &str, dir: &Path, name: &str, options: &FetchOptions) -> Result<Fetched> {
     let dest = dir.join(name);
     let mut sums = read_checksums(dir);
+    if options.forget_checksums {
+        sums.retain(|(n, _)| n != name);
+    }
     let recorded = sums.iter().find(|(n, _)| n == name).map(|(_, h)| h.clone());
+    if dest.is_file()
+        && name.ends_with(".tfrec")
+        && let Err(e) = verify_tfrecord(&dest)
+    {
+        return Err(Error::Download {
+            url: url.to_string(),
+            detail: format!("{} is already there but damaged: {e}", dest.display()),
+            fix: "delete it and run the same command again to fetch it afresh".into(),
+        });
+    }
     if dest.is_file() {
         let sha256 = sha256_file(&dest)?;
         if recorded.as_deref().is_none_or(|r| r == sha256) {
@@ -276,7 +360,7 @@ pub fn fetch_file(url: &str, dir: &Path, name: &str, progress: bool) -> Result<F
             });
         }
     }
-    let resumed_from = download(url, &dest, progress)?;
+    let resumed_from = download(url, &dest, options)?;
     let part = part_path(&dest);
     let rejected = |detail: String| {
         let _ = std::fs::remove_file(&part);
@@ -295,7 +379,9 @@ pub fn fetch_file(url: &str, dir: &Path, name: &str, progress: bool) -> Result<F
     match &recorded {
         Some(r) if *r != sha256 => {
             return Err(rejected(format!(
-                "its SHA-256 {sha256} differs from the {r} recorded in {}",
+                "its SHA-256 {sha256} differs from the {r} recorded in {}; if that record \
+                 is the wrong one (the file passed every record's checksum), \
+                 `cxr fetch --forget-checksums` records the new file's instead",
                 dir.join(CHECKSUMS).display()
             )));
         }

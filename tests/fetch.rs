@@ -19,6 +19,12 @@ struct State {
     cut_next: Option<usize>,
     /// `(path, range header)` of every request.
     log: Vec<(String, Option<String>)>,
+    /// Accept the next request and never answer it (for 10 s).
+    stall_next_answer: bool,
+    /// Send this many bytes of the next body, then fall silent (for 10 s).
+    stall_next_after: Option<usize>,
+    /// Send every body in pieces of this many bytes, one every 100 ms.
+    trickle: Option<usize>,
 }
 
 struct Server {
@@ -75,12 +81,30 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         .lines()
         .find(|l| l.to_ascii_lowercase().starts_with("range:"))
         .map(|l| l[6..].trim().to_string());
-    let (body, cut) = {
+    let (body, cut, stall_answer, stall_after, trickle) = {
         let mut s = state.lock().unwrap();
         s.log.push((path.clone(), range.clone()));
         let name = path.trim_start_matches("/data/").to_string();
-        (s.files.get(&name).cloned(), s.cut_next.take())
+        (
+            s.files.get(&name).cloned(),
+            s.cut_next.take(),
+            std::mem::take(&mut s.stall_next_answer),
+            s.stall_next_after.take(),
+            s.trickle,
+        )
     };
+    // A stalled connection is held open on a thread of its own, so that the server
+    // goes on answering the requests that follow.
+    let hold = |stream: TcpStream| {
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(10));
+            drop(stream);
+        });
+    };
+    if stall_answer {
+        hold(stream);
+        return Ok(());
+    }
     let Some(body) = body else {
         stream.write_all(
             b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -114,8 +138,19 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     stream.write_all(head.as_bytes())?;
     let rest = &body[start..];
     let sent = cut.map_or(rest.len(), |c| c.min(rest.len()));
-    stream.write_all(&rest[..sent])?;
-    stream.flush()?;
+    if let Some(after) = stall_after {
+        stream.write_all(&rest[..after.min(sent)])?;
+        stream.flush()?;
+        hold(stream);
+        return Ok(());
+    }
+    for piece in rest[..sent].chunks(trickle.unwrap_or(sent.max(1))) {
+        stream.write_all(piece)?;
+        stream.flush()?;
+        if trickle.is_some() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     let _ = stream.shutdown(std::net::Shutdown::Both);
     Ok(())
 }
@@ -147,9 +182,15 @@ fn tutorial_files() -> HashMap<String, Vec<u8>> {
 }
 
 fn options(server: &Server) -> FetchOptions {
+    FetchOptions::from(server.base.clone())
+}
+
+/// No progress bar, and timeouts of a second so that a stall shows in a test.
+fn quiet() -> FetchOptions {
     FetchOptions {
-        base_url: server.base.clone(),
-        progress: false,
+        answer_timeout: Duration::from_secs(1),
+        silence_timeout: Duration::from_secs(1),
+        ..FetchOptions::from("")
     }
 }
 
@@ -209,7 +250,7 @@ fn an_interrupted_transfer_resumes_where_it_stopped() {
     server.state.lock().unwrap().cut_next = Some(100_000);
     let to = tempfile::tempdir().unwrap();
     let url = format!("{}/train/images.tfrec", server.base);
-    let error = fetch_file(&url, to.path(), "train/images.tfrec", false)
+    let error = fetch_file(&url, to.path(), "train/images.tfrec", &quiet())
         .unwrap_err()
         .to_string();
     assert!(error.contains("broke off after 100000 bytes"), "{error}");
@@ -218,7 +259,7 @@ fn an_interrupted_transfer_resumes_where_it_stopped() {
     assert_eq!(std::fs::metadata(&part).unwrap().len(), 100_000);
     assert!(!to.path().join("train/images.tfrec").exists());
 
-    let fetched = fetch_file(&url, to.path(), "train/images.tfrec", false).unwrap();
+    let fetched = fetch_file(&url, to.path(), "train/images.tfrec", &quiet()).unwrap();
     assert_eq!(fetched.resumed_from, 100_000);
     assert_eq!(fetched.bytes as usize, total);
     assert_eq!(
@@ -238,7 +279,7 @@ fn a_damaged_file_is_rejected_and_deleted() {
     let server = Server::start(files);
     let to = tempfile::tempdir().unwrap();
     let url = format!("{}/test/images.tfrec", server.base);
-    let error = fetch_file(&url, to.path(), "test/images.tfrec", false)
+    let error = fetch_file(&url, to.path(), "test/images.tfrec", &quiet())
         .unwrap_err()
         .to_string();
     assert!(
@@ -255,7 +296,7 @@ fn a_file_that_changed_since_its_checksum_was_recorded_is_rejected() {
     let server = Server::start(files.clone());
     let to = tempfile::tempdir().unwrap();
     let url = format!("{}/test/paths.tfrec", server.base);
-    fetch_file(&url, to.path(), "test/paths.tfrec", false).unwrap();
+    fetch_file(&url, to.path(), "test/paths.tfrec", &quiet()).unwrap();
     std::fs::remove_file(to.path().join("test/paths.tfrec")).unwrap();
     // Same name, different (but undamaged) content.
     let other = files["train/paths.tfrec"].clone();
@@ -265,7 +306,7 @@ fn a_file_that_changed_since_its_checksum_was_recorded_is_rejected() {
         .unwrap()
         .files
         .insert("test/paths.tfrec".into(), other);
-    let error = fetch_file(&url, to.path(), "test/paths.tfrec", false)
+    let error = fetch_file(&url, to.path(), "test/paths.tfrec", &quiet())
         .unwrap_err()
         .to_string();
     assert!(
@@ -280,11 +321,127 @@ fn a_missing_file_names_the_address() {
     let server = Server::start(HashMap::new());
     let to = tempfile::tempdir().unwrap();
     let url = format!("{}/nothing.tfrec", server.base);
-    let error = fetch_file(&url, to.path(), "nothing.tfrec", false)
+    let error = fetch_file(&url, to.path(), "nothing.tfrec", &quiet())
         .unwrap_err()
         .to_string();
     assert!(
         error.contains("HTTP 404") && error.contains("nothing.tfrec"),
         "{error}"
+    );
+}
+
+#[test]
+fn a_server_that_never_answers_is_given_up_on() {
+    let files = tutorial_files();
+    let server = Server::start(files);
+    server.state.lock().unwrap().stall_next_answer = true;
+    let to = tempfile::tempdir().unwrap();
+    let url = format!("{}/test/paths.tfrec", server.base);
+    let started = Instant::now();
+    let error = fetch_file(&url, to.path(), "test/paths.tfrec", &quiet())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(error.contains("no answer within 1 s"), "{error}");
+}
+
+#[test]
+fn a_body_that_falls_silent_is_given_up_on_and_resumed_later() {
+    let files = tutorial_files();
+    let server = Server::start(files.clone());
+    server.state.lock().unwrap().stall_next_after = Some(50_000);
+    let to = tempfile::tempdir().unwrap();
+    let url = format!("{}/train/images.tfrec", server.base);
+    let started = Instant::now();
+    let error = fetch_file(&url, to.path(), "train/images.tfrec", &quiet())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        error.contains("stalled after 50000 bytes (no byte for 1 s)"),
+        "{error}"
+    );
+    let fetched = fetch_file(&url, to.path(), "train/images.tfrec", &quiet()).unwrap();
+    assert_eq!(fetched.resumed_from, 50_000);
+    assert_eq!(
+        std::fs::read(&fetched.path).unwrap(),
+        files["train/images.tfrec"]
+    );
+}
+
+#[test]
+fn a_slow_but_steady_download_is_never_cut() {
+    let files = tutorial_files();
+    let size = files["test/paths.tfrec"].len();
+    let server = Server::start(files.clone());
+    // Pieces every 100 ms: longer in all than the 1 s of silence allowed, never silent.
+    server.state.lock().unwrap().trickle = Some(size / 15 + 1);
+    let to = tempfile::tempdir().unwrap();
+    let url = format!("{}/test/paths.tfrec", server.base);
+    let started = Instant::now();
+    let fetched = fetch_file(&url, to.path(), "test/paths.tfrec", &quiet()).unwrap();
+    assert!(
+        started.elapsed() > Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        std::fs::read(&fetched.path).unwrap(),
+        files["test/paths.tfrec"]
+    );
+}
+
+#[test]
+fn a_cut_file_placed_by_hand_is_not_already_there() {
+    let files = tutorial_files();
+    let server = Server::start(files.clone());
+    let to = tempfile::tempdir().unwrap();
+    let placed = to.path().join("train/images.tfrec");
+    std::fs::create_dir_all(placed.parent().unwrap()).unwrap();
+    let whole = &files["train/images.tfrec"];
+    std::fs::write(&placed, &whole[..whole.len() / 2]).unwrap();
+    let url = format!("{}/train/images.tfrec", server.base);
+    let error = fetch_file(&url, to.path(), "train/images.tfrec", &quiet())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("already there but damaged"), "{error}");
+    assert!(
+        !to.path().join(CHECKSUMS).exists(),
+        "a damaged file's hash was recorded"
+    );
+}
+
+#[test]
+fn a_wrong_recorded_checksum_can_be_forgotten() {
+    let files = tutorial_files();
+    let server = Server::start(files.clone());
+    let to = tempfile::tempdir().unwrap();
+    std::fs::write(
+        to.path().join(CHECKSUMS),
+        format!("{}  test/paths.tfrec\n", "0".repeat(64)),
+    )
+    .unwrap();
+    let url = format!("{}/test/paths.tfrec", server.base);
+    let error = fetch_file(&url, to.path(), "test/paths.tfrec", &quiet())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("--forget-checksums"), "{error}");
+    let forget = FetchOptions {
+        forget_checksums: true,
+        ..quiet()
+    };
+    let fetched = fetch_file(&url, to.path(), "test/paths.tfrec", &forget).unwrap();
+    let sums = std::fs::read_to_string(to.path().join(CHECKSUMS)).unwrap();
+    assert!(
+        sums.contains(&fetched.sha256) && !sums.contains(&"0".repeat(64)),
+        "{sums}"
     );
 }

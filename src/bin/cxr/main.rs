@@ -80,6 +80,10 @@ enum Command {
         /// The server folder holding train/ and test/ (a mirror, or a local server).
         #[arg(long, default_value = cxr::fetch::TUTORIAL_BASE_URL)]
         url: String,
+        /// Forget the SHA-256 sums recorded in SHA256SUMS for these files and record them
+        /// afresh (when a wrong one was recorded; every record's CRC is still checked).
+        #[arg(long)]
+        forget_checksums: bool,
     },
     /// Train the tutorial's CNN (chapter 9): on --data in either layout, or on generated
     /// images; writes the model, the history, test predictions and figures to --out.
@@ -350,10 +354,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{line}");
             }
         }
-        Some(Command::Fetch { to, source, url }) => {
+        Some(Command::Fetch {
+            to,
+            source,
+            url,
+            forget_checksums,
+        }) => {
             let options = cxr::fetch::FetchOptions {
                 base_url: url,
-                progress: true,
+                forget_checksums,
+                ..Default::default()
             };
             for f in cxr::fetch::fetch_tutorial(&to, &options)? {
                 let how = if f.already_there {
