@@ -141,3 +141,125 @@ fn settings_that_cannot_train_are_refused_before_any_work() {
         );
     }
 }
+
+/// Settings small enough for a test, with epochs long enough to stop one in the middle.
+const TINY: [&str; 6] = [
+    "--epochs",
+    "4",
+    "--image-size",
+    "32",
+    "--generated-images",
+    "400",
+];
+
+/// Starts `cxr train --out OUT` with [`TINY`], waits until its first epoch is in the
+/// history, then sends `signal`; returns what it printed and its exit code.
+fn train_until_first_epoch_then(signal: &str, out: &Path, cwd: &Path) -> (String, Option<i32>) {
+    let child = Command::new(env!("CARGO_BIN_EXE_cxr"))
+        .args(["train", "--out", out.to_str().unwrap()])
+        .args(TINY)
+        .current_dir(cwd)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the cxr binary runs");
+    let history = out.join("runs").join("run-001").join("history.csv");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while std::fs::read_to_string(&history).map_or(0, |h| h.lines().count()) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no epoch ended in 300 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let output = child.wait_with_output().unwrap();
+    (text(&output), output.status.code())
+}
+
+/// The test predictions of a finished run, without the line naming its folder.
+fn predictions(out: &Path) -> String {
+    let csv = std::fs::read_to_string(out.join("latest").join("test_predictions.csv")).unwrap();
+    csv.lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn ctrl_c_then_resume_equals_the_run_never_stopped_and_sigkill_leaves_loadable_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let straight = dir.path().join("straight");
+    let run = cxr(
+        &[
+            &["train", "--out", straight.to_str().unwrap()][..],
+            &TINY[..],
+        ]
+        .concat(),
+        dir.path(),
+    );
+    assert!(run.status.success(), "{}", text(&run));
+
+    // Ctrl-C after the first epoch: exit 130, no `latest` claimed, the state kept.
+    let stopped = dir.path().join("stopped");
+    let (said, code) = train_until_first_epoch_then("-INT", &stopped, dir.path());
+    assert_eq!(code, Some(130), "{said}");
+    assert!(!stopped.join("latest").exists(), "{said}");
+    let state = stopped
+        .join("runs")
+        .join("run-001")
+        .join("train_state.safetensors");
+    assert!(said.contains("--resume") && state.is_file(), "{said}");
+    let resumed = cxr(
+        &[
+            &["train", "--out", stopped.to_str().unwrap()][..],
+            &TINY[..],
+            &["--resume", state.to_str().unwrap()][..],
+        ]
+        .concat(),
+        dir.path(),
+    );
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert_eq!(
+        predictions(&stopped),
+        predictions(&straight),
+        "the resumed run's test predictions differ from the run never stopped"
+    );
+
+    // SIGKILL after the first epoch: whatever the run had written loads.
+    let killed = dir.path().join("killed");
+    let (said, code) = train_until_first_epoch_then("-KILL", &killed, dir.path());
+    assert_eq!(code, None, "{said}");
+    assert!(!killed.join("latest").exists());
+    let folder = killed.join("runs").join("run-001");
+    let model = folder.join("xray_model.safetensors");
+    assert!(model.is_file(), "the best model so far was not kept");
+    let answer = predict(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(XRAY),
+        &model,
+        dir.path(),
+    );
+    assert!(answer.status.success(), "{}", text(&answer));
+    let state = folder.join("train_state.safetensors");
+    let resumed = cxr(
+        &[
+            &["train", "--out", killed.to_str().unwrap()][..],
+            &TINY[..],
+            &["--resume", state.to_str().unwrap()][..],
+        ]
+        .concat(),
+        dir.path(),
+    );
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    let leftovers: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp") || n.contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
