@@ -4,7 +4,6 @@ use std::path::Path;
 
 use crate::Result;
 use crate::baseline::Predictions;
-use crate::run::CourseCnn;
 
 pub use crate::baseline::lesson_predictions;
 use crate::metrics::{BinaryCounts, ConfusionMatrix, ZeroDivision, confusion_matrix};
@@ -86,25 +85,11 @@ pub fn compare(models: &[(&str, &Predictions)]) -> Result<String> {
 }
 
 /// Runs the lesson on `predictions_csv` (written by a trained model) or, without one, on
-/// the course's CNN ([`CourseCnn`], trained under `out` the first time), with the
+/// the course's CNN ([`crate::run::CourseCnn`], trained under `out` the first time), with the
 /// histogram baseline as the comparison; prints the matrix, the counts and the scores and
 /// draws the figure.
 pub fn run(predictions_csv: Option<&Path>, out: &Path) -> Result<Vec<String>> {
-    let (name, predictions, baseline) = match predictions_csv {
-        Some(path) => (
-            "your model",
-            Predictions::read_csv(path)?,
-            lesson_predictions()?,
-        ),
-        None => {
-            let cnn = CourseCnn::load(out)?;
-            (
-                "tutorial CNN",
-                cnn.predictions()?,
-                cnn.baseline_predictions()?,
-            )
-        }
-    };
+    let (name, predictions, baseline) = crate::run::judged(predictions_csv, out)?;
     let matrix = xray_confusion_matrix(&predictions)?;
     let counts = matrix.binary(1);
     let s = scores(counts);

@@ -12,7 +12,6 @@ use crate::metrics::{
     Average, OperatingPoint, RocCurve, one_vs_rest, roc_auc_score_ovr, roc_curve,
 };
 use crate::plot::{Figure, Panel, Series, grid};
-use crate::run::CourseCnn;
 
 /// One colour per class, Matplotlib's names, as in the lesson.
 pub const COLORS: [&str; 3] = ["aqua", "darkorange", "cornflowerblue"];
@@ -246,25 +245,11 @@ pub fn compare_figure(name: &str, model: &Predictions, baseline: &Predictions) -
 }
 
 /// Runs the lesson on `predictions_csv` or, without one, on the course's CNN
-/// ([`CourseCnn`], trained under `out` the first time), with the histogram baseline as
+/// ([`crate::run::CourseCnn`], trained under `out` the first time), with the histogram baseline as
 /// the comparison, and on iris; prints every AUC and the 95%-sensitivity threshold, draws
 /// the lesson's figure and the model against the baseline.
 pub fn run(predictions_csv: Option<&Path>, out: &Path) -> Result<Vec<String>> {
-    let (name, xrays, baseline) = match predictions_csv {
-        Some(path) => (
-            "your model",
-            Predictions::read_csv(path)?,
-            lesson_predictions()?,
-        ),
-        None => {
-            let cnn = CourseCnn::load(out)?;
-            (
-                "tutorial CNN",
-                cnn.predictions()?,
-                cnn.baseline_predictions()?,
-            )
-        }
-    };
+    let (name, xrays, baseline) = crate::run::judged(predictions_csv, out)?;
     let iris = iris_predictions()?;
     let mut report = vec![format!("X-rays: {}", xrays.source)];
     for c in per_class_roc(&xrays)? {

@@ -13,7 +13,7 @@ use crate::imaging::XRay;
 use crate::metrics::{Proportion, calibration_curve, roc_curve, wilson_interval};
 use crate::nn::{Sequential, load_model};
 use crate::plot::{Figure, Panel, Series, grid, overlays};
-use crate::run::{CourseCnn, TrainConfig};
+use crate::run::CourseCnn;
 use crate::train::Loss;
 use crate::{Error, Result};
 
@@ -29,12 +29,6 @@ pub const GRAD_CAM_LAYER: &str = "block2_pool";
 /// for a 64-pixel image.
 pub fn lesson_occlusion() -> Occlusion {
     Occlusion::new(8, 4)
-}
-
-/// How the chapter's model is trained: as the main job trains (`TrainConfig::quick`: 2,000
-/// generated images of 64 x 64, 8 epochs).
-pub fn lesson_config() -> TrainConfig {
-    TrainConfig::quick()
 }
 
 /// A trained model and the generated data it was trained and judged on.

@@ -482,3 +482,28 @@ impl CourseCnn {
         crate::baseline::histogram_baseline(&self.options)
     }
 }
+
+/// What `cxr lesson 7` and `lesson 8` judge: the predictions in `predictions_csv` against
+/// the lesson's baseline, or, without a file, the course's CNN (trained under `out` the
+/// first time) against the baseline trained on its own images. Returns the model's name,
+/// its predictions and the baseline's.
+pub fn judged(
+    predictions_csv: Option<&Path>,
+    out: &Path,
+) -> Result<(&'static str, Predictions, Predictions)> {
+    match predictions_csv {
+        Some(path) => Ok((
+            "your model",
+            Predictions::read_csv(path)?,
+            crate::baseline::lesson_predictions()?,
+        )),
+        None => {
+            let cnn = CourseCnn::load(out)?;
+            Ok((
+                "tutorial CNN",
+                cnn.predictions()?,
+                cnn.baseline_predictions()?,
+            ))
+        }
+    }
+}

@@ -330,6 +330,18 @@ fn a_missing_file_names_the_address() {
     );
 }
 
+/// The error of a fetch that must fail, and fail within 5 s.
+fn fails_fast(url: &str, to: &Path, name: &str) -> String {
+    let started = Instant::now();
+    let error = fetch_file(url, to, name, &quiet()).unwrap_err().to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    error
+}
+
 #[test]
 fn a_server_that_never_answers_is_given_up_on() {
     let files = tutorial_files();
@@ -337,15 +349,7 @@ fn a_server_that_never_answers_is_given_up_on() {
     server.state.lock().unwrap().stall_next_answer = true;
     let to = tempfile::tempdir().unwrap();
     let url = format!("{}/test/paths.tfrec", server.base);
-    let started = Instant::now();
-    let error = fetch_file(&url, to.path(), "test/paths.tfrec", &quiet())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    let error = fails_fast(&url, to.path(), "test/paths.tfrec");
     assert!(error.contains("no answer within 1 s"), "{error}");
 }
 
@@ -356,15 +360,7 @@ fn a_body_that_falls_silent_is_given_up_on_and_resumed_later() {
     server.state.lock().unwrap().stall_next_after = Some(50_000);
     let to = tempfile::tempdir().unwrap();
     let url = format!("{}/train/images.tfrec", server.base);
-    let started = Instant::now();
-    let error = fetch_file(&url, to.path(), "train/images.tfrec", &quiet())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    let error = fails_fast(&url, to.path(), "train/images.tfrec");
     assert!(
         error.contains("stalled after 50000 bytes (no byte for 1 s)"),
         "{error}"
