@@ -53,6 +53,44 @@ pub fn temp_path(path: &Path) -> std::path::PathBuf {
     path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
 }
 
+/// Removes the temporary files that [`temp_path`] names in `dir` and that a process no
+/// longer running left behind (a run killed while it wrote), so a resumed run's folder
+/// holds what it claims and nothing else. Returns the files removed.
+pub fn remove_stale_temps(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temp_owner) else {
+            continue;
+        };
+        if pid != std::process::id() && !process_running(pid) {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
+/// The process that wrote a temporary file named by [`temp_path`]: `.NAME.PID-N.tmp`.
+fn temp_owner(name: &str) -> Option<u32> {
+    let stem = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (_, owner) = stem.rsplit_once('.')?;
+    let (pid, n) = owner.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Whether `pid` names a running process; where that cannot be told (no `/proc`), no.
+fn process_running(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
 /// Writes bytes atomically.
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |f| f.write_all(bytes).map_err(|e| Error::io(path, e)))
@@ -82,5 +120,37 @@ pub fn point_latest(out: &Path, run: &Path) -> Result<()> {
     #[cfg(not(unix))]
     {
         write_bytes_atomic(&out.join("latest.txt"), target.to_string_lossy().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_temporary_files_go_and_live_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = [
+            "model.safetensors",
+            ".hidden",
+            ".notes.txt.tmp",
+            "a.1-2.tmp",
+        ];
+        for name in kept {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let mine = temp_path(&dir.path().join("model.safetensors"));
+        std::fs::write(&mine, b"x").unwrap();
+        // No process has this number (Linux's pid_max is at most 2^22).
+        let dead = dir.path().join(".model.safetensors.999999999-0.tmp");
+        std::fs::write(&dead, b"x").unwrap();
+        let removed = remove_stale_temps(dir.path()).unwrap();
+        assert_eq!(removed, vec![dead.clone()]);
+        assert!(!dead.exists() && mine.exists());
+        for name in kept {
+            assert!(dir.path().join(name).exists(), "{name} was removed");
+        }
+        assert_eq!(temp_owner(".x.safetensors.12-3.tmp"), Some(12));
+        assert_eq!(temp_owner(".x.12-y.tmp"), None);
     }
 }

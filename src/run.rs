@@ -316,6 +316,14 @@ pub fn train_tutorial(
         Some(state) => state.parent().map(Path::to_path_buf).unwrap_or_default(),
         None => new_run_folder(out)?,
     };
+    if cfg.resume.is_some() {
+        for stale in crate::io::remove_stale_temps(&folder)? {
+            lines.push(format!(
+                "removed {}, half-written when the run stopped",
+                stale.display()
+            ));
+        }
+    }
     let train = batches(Arc::new(train), global_batch, Some(cfg.seed));
     let val = batches(Arc::new(val), global_batch, None);
     let test = batches(Arc::new(test), global_batch, None);

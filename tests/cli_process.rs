@@ -152,8 +152,9 @@ const TINY: [&str; 6] = [
     "400",
 ];
 
-/// Starts `cxr train --out OUT` with [`TINY`], waits until its first epoch is in the
-/// history, then sends `signal`; returns what it printed and its exit code.
+/// Starts `cxr train --out OUT` with [`TINY`], waits until its first epoch has ended
+/// (its line in the history and its training state written: the state is written last),
+/// then sends `signal`; returns what it printed and its exit code.
 fn train_until_first_epoch_then(signal: &str, out: &Path, cwd: &Path) -> (String, Option<i32>) {
     let child = Command::new(env!("CARGO_BIN_EXE_cxr"))
         .args(["train", "--out", out.to_str().unwrap()])
@@ -163,9 +164,12 @@ fn train_until_first_epoch_then(signal: &str, out: &Path, cwd: &Path) -> (String
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("the cxr binary runs");
-    let history = out.join("runs").join("run-001").join("history.csv");
+    let folder = out.join("runs").join("run-001");
+    let history = folder.join("history.csv");
+    let state = folder.join("train_state.safetensors");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-    while std::fs::read_to_string(&history).map_or(0, |h| h.lines().count()) < 2 {
+    while std::fs::read_to_string(&history).map_or(0, |h| h.lines().count()) < 2 || !state.is_file()
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "no epoch ended in 300 s"
@@ -245,6 +249,9 @@ fn ctrl_c_then_resume_equals_the_run_never_stopped_and_sigkill_leaves_loadable_f
     );
     assert!(answer.status.success(), "{}", text(&answer));
     let state = folder.join("train_state.safetensors");
+    // What a kill in the middle of a write leaves: a temporary file of a dead process.
+    let torn = folder.join(".xray_model.safetensors.999999999-0.tmp");
+    std::fs::write(&torn, b"half a model").unwrap();
     let resumed = cxr(
         &[
             &["train", "--out", killed.to_str().unwrap()][..],
@@ -255,6 +262,11 @@ fn ctrl_c_then_resume_equals_the_run_never_stopped_and_sigkill_leaves_loadable_f
         dir.path(),
     );
     assert!(resumed.status.success(), "{}", text(&resumed));
+    assert!(
+        text(&resumed).contains("half-written"),
+        "{}",
+        text(&resumed)
+    );
     let leftovers: Vec<_> = std::fs::read_dir(&folder)
         .unwrap()
         .flatten()
