@@ -49,7 +49,8 @@ def run(channels_last):
     per = (time.perf_counter() - start) / STEPS
     layout = "channels-last" if channels_last else "channels-first"
     print(f"PyTorch {torch.__version__} tutorial CNN ({layout}, {DEVICE}), batch {BATCH}: {per:.2f} s per step, {BATCH / per:.1f} images/s")
-    print(f"RESULT train.pytorch-{'cl' if channels_last else 'cf'} {BATCH / per:.3f}")
+    key = "train" + ("" if DEVICE == "cpu" else "-cuda") + ("" if BATCH == 25 else f"-b{BATCH}")
+    print(f"RESULT {key}.pytorch-{'cl' if channels_last else 'cf'} {BATCH / per:.3f}")
 
 
 if __name__ == "__main__":

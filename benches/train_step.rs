@@ -1,7 +1,9 @@
 //! Training throughput of the tutorial's CNN: full steps (forward in training mode,
 //! binary cross-entropy from the logit, backward, Adam) on batches of 25 images of
 //! 180 x 180 x 3, as `cargo bench --bench train_step`. `benches/pytorch_train_step.py`
-//! times the same model in PyTorch; BENCHMARKS.md has both.
+//! times the same model in PyTorch; BENCHMARKS.md has both. `DEVICE=cuda:0` (built with
+//! `--features cuda`) times it on a GPU instead, reported as `train-cuda`; `BATCH` and
+//! `STEPS` change the batch (reported with `-bN` when not 25) and the timed steps.
 
 /// As the `cxr` binary does (see `cxr::alloc`).
 #[global_allocator]
@@ -9,8 +11,9 @@ static ALLOCATOR: cxr::alloc::Allocator = cxr::alloc::Allocator;
 
 use std::time::Instant;
 
-use candle_core::{Device, ModuleT, Tensor};
-use cxr::nn::{XrayCnnConfig, xray_cnn};
+use candle_core::{ModuleT, Tensor};
+use cxr::distribute::Strategy;
+use cxr::nn::{XrayCnnConfig, xray_cnn_on};
 use cxr::train::{Adam, Optimizer, binary_cross_entropy_with_logits};
 
 fn main() -> cxr::Result<()> {
@@ -22,19 +25,35 @@ fn main() -> cxr::Result<()> {
         .ok()
         .and_then(|b| b.parse().ok())
         .unwrap_or(3);
-    let model = xray_cnn(XrayCnnConfig::default())?;
+    let spec = std::env::var("DEVICE").unwrap_or_else(|_| "cpu".into());
+    let strategy = Strategy::parse(&spec)?;
+    let device = strategy.devices()[0].clone();
+    let mut key = String::from(if device.is_cpu() {
+        "train"
+    } else {
+        "train-cuda"
+    });
+    if batch != 25 {
+        key += &format!("-b{batch}");
+    }
+    let model = xray_cnn_on(XrayCnnConfig::default(), &device)?;
     let mut adam = Adam::new(1e-3);
     adam.bind(model.trainable_variables()?)?;
-    let x = Tensor::rand(0f32, 255f32, (batch, 3, 180, 180), &Device::Cpu)?;
-    let y = Tensor::rand(0f32, 1f32, (batch, 1), &Device::Cpu)?.round()?;
+    let x = Tensor::rand(0f32, 255f32, (batch, 3, 180, 180), &device)?;
+    let y = Tensor::rand(0f32, 1f32, (batch, 1), &device)?.round()?;
+    // A GPU works asynchronously: a phase's time is known once the device has finished it.
+    let done = || device.synchronize();
     let step = |adam: &mut Adam| -> cxr::Result<(f64, f64, f64)> {
         let t0 = Instant::now();
         let logits = model.forward_t(&x, true)?;
         let loss = binary_cross_entropy_with_logits(&logits, &y, None)?;
+        done()?;
         let t1 = Instant::now();
         let grads = loss.backward()?;
+        done()?;
         let t2 = Instant::now();
         adam.step(&grads)?;
+        done()?;
         let t3 = Instant::now();
         Ok((
             (t1 - t0).as_secs_f64(),
@@ -53,13 +72,13 @@ fn main() -> cxr::Result<()> {
     }
     let per_step = start.elapsed().as_secs_f64() / steps as f64;
     println!(
-        "cxr tutorial CNN, batch {batch}: {:.2} s per step (forward {:.2}, backward {:.2}, Adam {:.3}), {:.1} images/s",
+        "cxr tutorial CNN ({spec}), batch {batch}: {:.3} s per step (forward {:.2}, backward {:.2}, Adam {:.3}), {:.1} images/s",
         per_step,
         forward / steps as f64,
         backward / steps as f64,
         update / steps as f64,
         batch as f64 / per_step
     );
-    println!("RESULT train.cxr {:.3}", batch as f64 / per_step);
+    println!("RESULT {key}.cxr {:.3}", batch as f64 / per_step);
     Ok(())
 }
