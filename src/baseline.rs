@@ -12,7 +12,8 @@ use image::DynamicImage;
 use linfa::prelude::*;
 use linfa_logistic::{MultiFittedLogisticRegression, MultiLogisticRegression};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
-use polars::prelude::{Column, DataFrame, DataType, SerReader, SerWriter};
+use polars_core::prelude::{Column, DataFrame, DataType};
+use polars_io::prelude::{CsvReadOptions, CsvWriter, SerReader, SerWriter};
 
 use crate::data::{Label, SynthOptions, synth_plan, synth_xray};
 use crate::imaging::{Mask, XRay, calc_hist};
@@ -137,7 +138,7 @@ impl Predictions {
         }
         let mut frame = DataFrame::new(self.y_true.len(), columns)?;
         let mut bytes = format!("# {}\n", self.source.replace('\n', " ")).into_bytes();
-        polars::prelude::CsvWriter::new(&mut bytes)
+        CsvWriter::new(&mut bytes)
             .finish(&mut frame)
             .map_err(|e| Error::Table {
                 path: path.as_ref().into(),
@@ -166,7 +167,7 @@ impl Predictions {
             path: path.into(),
             detail: format!("{detail}; expected columns label,p_NORMAL,p_PNEUMONIA"),
         };
-        let frame = polars::prelude::CsvReadOptions::default()
+        let frame = CsvReadOptions::default()
             .with_has_header(true)
             .into_reader_with_file_handle(std::io::Cursor::new(body.into_bytes()))
             .finish()

@@ -257,7 +257,7 @@ pub fn scaling_figure(csv: impl AsRef<Path>) -> Result<Figure> {
     let column = |name: &str| -> Result<Vec<f64>> {
         let values = table
             .column(name)
-            .and_then(|c| c.cast(&polars::prelude::DataType::Float64))
+            .and_then(|c| c.cast(&polars_core::prelude::DataType::Float64))
             .and_then(|c| c.f64().map(|v| v.into_no_null_iter().collect()))
             .map_err(|e| Error::Table {
                 path: csv.as_ref().into(),

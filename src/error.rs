@@ -136,7 +136,7 @@ pub enum Error {
     Tensor(#[from] candle_core::Error),
 
     #[error(transparent)]
-    Frame(#[from] polars::error::PolarsError),
+    Frame(#[from] polars_core::error::PolarsError),
 }
 
 impl Error {

@@ -83,7 +83,7 @@ pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The crates whose types cxr's API hands out, re-exported so that a notebook or a program
 /// can use them at the versions cxr was built with.
-pub use {candle_core, candle_nn, image, linfa, ndarray, polars};
+pub use {candle_core, candle_nn, image, linfa, ndarray, polars_core, polars_io};
 
 /// The names most chapters use, in one import: `use cxr::prelude::*;`.
 pub mod prelude {
@@ -104,5 +104,5 @@ pub mod prelude {
     pub use crate::plot::Figure;
     pub use crate::{Error, Result};
     pub use candle_core::{DType, Device, Tensor};
-    pub use polars::prelude::DataFrame;
+    pub use polars_core::prelude::DataFrame;
 }

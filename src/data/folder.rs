@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use polars::prelude::*;
+use polars_core::df;
+use polars_core::prelude::*;
+use polars_io::prelude::{CsvReadOptions, CsvWriter, SerReader, SerWriter};
 
 use super::{Label, patient_id};
 use crate::imaging::LoadOptions;

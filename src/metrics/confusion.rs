@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use polars::prelude::{Column, DataFrame};
+use polars_core::prelude::{Column, DataFrame};
 
 use super::check_lengths;
 use crate::{Error, Result};

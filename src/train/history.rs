@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use polars::prelude::{Column, DataFrame};
+use polars_core::prelude::{Column, DataFrame};
 
 use crate::{Error, Result};
 
@@ -92,7 +92,7 @@ impl History {
                 continue;
             }
             let values = column
-                .cast(&polars::prelude::DataType::Float64)
+                .cast(&polars_core::prelude::DataType::Float64)
                 .and_then(|c| c.f64().map(|v| v.to_vec()))
                 .map_err(|e| Error::Table {
                     path: path.into(),
