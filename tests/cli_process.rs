@@ -185,6 +185,19 @@ fn train_until_first_epoch_then(signal: &str, out: &Path, cwd: &Path) -> (String
     (text(&output), output.status.code())
 }
 
+/// `cxr train --out OUT` with [`TINY`], continuing the run saved in `state`.
+fn resume(out: &Path, state: &Path, cwd: &Path) -> Output {
+    cxr(
+        &[
+            &["train", "--out", out.to_str().unwrap()][..],
+            &TINY[..],
+            &["--resume", state.to_str().unwrap()][..],
+        ]
+        .concat(),
+        cwd,
+    )
+}
+
 /// The test predictions of a finished run, without the line naming its folder.
 fn predictions(out: &Path) -> String {
     let csv = std::fs::read_to_string(out.join("latest").join("test_predictions.csv")).unwrap();
@@ -218,15 +231,7 @@ fn ctrl_c_then_resume_equals_the_run_never_stopped_and_sigkill_leaves_loadable_f
         .join("run-001")
         .join("train_state.safetensors");
     assert!(said.contains("--resume") && state.is_file(), "{said}");
-    let resumed = cxr(
-        &[
-            &["train", "--out", stopped.to_str().unwrap()][..],
-            &TINY[..],
-            &["--resume", state.to_str().unwrap()][..],
-        ]
-        .concat(),
-        dir.path(),
-    );
+    let resumed = resume(&stopped, &state, dir.path());
     assert!(resumed.status.success(), "{}", text(&resumed));
     assert_eq!(
         predictions(&stopped),
@@ -252,15 +257,7 @@ fn ctrl_c_then_resume_equals_the_run_never_stopped_and_sigkill_leaves_loadable_f
     // What a kill in the middle of a write leaves: a temporary file of a dead process.
     let torn = folder.join(".xray_model.safetensors.999999999-0.tmp");
     std::fs::write(&torn, b"half a model").unwrap();
-    let resumed = cxr(
-        &[
-            &["train", "--out", killed.to_str().unwrap()][..],
-            &TINY[..],
-            &["--resume", state.to_str().unwrap()][..],
-        ]
-        .concat(),
-        dir.path(),
-    );
+    let resumed = resume(&killed, &state, dir.path());
     assert!(resumed.status.success(), "{}", text(&resumed));
     assert!(
         text(&resumed).contains("half-written"),
