@@ -101,6 +101,46 @@ fn the_bundled_jpeg_becomes_tensors_of_the_right_shape() {
 }
 
 #[test]
+fn resize_keeps_16_bit_values_and_refuses_modes_an_xray_never_has() {
+    // A flat image stays flat under every filter, whatever the bytes' order in the buffer.
+    let flat16 = DynamicImage::ImageLuma16(ImageBuffer::from_pixel(40, 30, Luma([51_234u16])));
+    let rgb16 = DynamicImage::ImageRgb16(ImageBuffer::from_pixel(
+        40,
+        30,
+        Rgb([700u16, 30_000, 65_535]),
+    ));
+    for filter in Filter::ALL {
+        let small = cxr::imaging::resize(&flat16, (13, 7), filter).unwrap();
+        assert!(
+            small.as_luma16().unwrap().pixels().all(|p| p.0 == [51_234]),
+            "{filter:?}"
+        );
+        let small = cxr::imaging::resize(&rgb16, (13, 7), filter).unwrap();
+        assert!(
+            small
+                .as_rgb16()
+                .unwrap()
+                .pixels()
+                .all(|p| p.0 == [700, 30_000, 65_535]),
+            "{filter:?}"
+        );
+    }
+    let gray16 = XRay::from_image("g16.png", gradient_gray16(40, 30)).unwrap();
+    assert_eq!(gray16.resize((20, 15)).unwrap().mode(), Mode::I16);
+
+    let with_alpha = DynamicImage::ImageLumaA8(ImageBuffer::new(8, 8));
+    let refused = cxr::imaging::resize(&with_alpha, (4, 4), Filter::Bicubic).unwrap_err();
+    assert!(matches!(refused, Error::Resize(_)), "{refused:?}");
+    assert!(
+        refused.to_string().contains("XRay::from_image"),
+        "{refused}"
+    );
+    // The X-ray itself drops the alpha channel and resizes.
+    let xray = XRay::from_image("la.png", with_alpha).unwrap();
+    assert_eq!(xray.resize((4, 4)).unwrap().size(), (4, 4));
+}
+
+#[test]
 fn exif_orientation_is_ignored_as_pillow_does() {
     // A 6x2 JPEG whose EXIF says "rotate 90 degrees": Pillow's Image.open keeps it 6x2.
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,9 @@
 //! weights), so the same filter gives the same pixels within a level or two:
 //! `tests/ch01_pillow_parity.rs` measures it against Pillow's own output.
 
-use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+use fast_image_resize::images::{TypedImage, TypedImageRef};
+use fast_image_resize::pixels::{U8, U8x3, U16, U16x3};
+use fast_image_resize::{FilterType, PixelTrait, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, ImageBuffer};
 
 use crate::{Error, Result};
@@ -78,6 +80,10 @@ impl std::str::FromStr for Filter {
 }
 
 /// Resizes `image` to exactly `(width, height)`; the aspect ratio is not kept, as in Pillow.
+///
+/// Takes the modes an [`XRay`](crate::imaging::XRay) has: 8- and 16-bit gray and RGB
+/// (any mode with [`Filter::Nearest`]); others are an [`Error::Resize`] that says how to
+/// convert them.
 pub fn resize(
     image: &DynamicImage,
     (width, height): (u32, u32),
@@ -108,12 +114,67 @@ fn convolve(
     (width, height): (u32, u32),
     filter: Filter,
 ) -> Result<DynamicImage> {
-    let mut out = DynamicImage::new(width, height, image.color());
     let options = ResizeOptions::new().resize_alg(filter.algorithm());
-    Resizer::new()
-        .resize(image, &mut out, &options)
-        .map_err(|e| Error::Resize(e.to_string()))?;
+    let mut out = DynamicImage::new(width, height, image.color());
+    // One resizer per pixel type an X-ray can have (`Mode`). `Resizer::resize` on a
+    // `DynamicImage` would compile the filters for all thirteen of fast_image_resize's
+    // pixel types and every instruction set: 42% of cxr's generated code, for types an
+    // X-ray never has (BENCHMARKS.md, the build's times).
+    let done = match (image, &mut out) {
+        (DynamicImage::ImageLuma8(src), DynamicImage::ImageLuma8(dst)) => convolve_typed::<U8>(
+            src.as_raw(),
+            src.dimensions(),
+            dst.as_mut(),
+            (width, height),
+            &options,
+        ),
+        (DynamicImage::ImageRgb8(src), DynamicImage::ImageRgb8(dst)) => convolve_typed::<U8x3>(
+            src.as_raw(),
+            src.dimensions(),
+            dst.as_mut(),
+            (width, height),
+            &options,
+        ),
+        (DynamicImage::ImageLuma16(src), DynamicImage::ImageLuma16(dst)) => convolve_typed::<U16>(
+            bytemuck::cast_slice(src.as_raw()),
+            src.dimensions(),
+            bytemuck::cast_slice_mut(dst.as_mut()),
+            (width, height),
+            &options,
+        ),
+        (DynamicImage::ImageRgb16(src), DynamicImage::ImageRgb16(dst)) => convolve_typed::<U16x3>(
+            bytemuck::cast_slice(src.as_raw()),
+            src.dimensions(),
+            bytemuck::cast_slice_mut(dst.as_mut()),
+            (width, height),
+            &options,
+        ),
+        _ => {
+            return Err(Error::Resize(format!(
+                "a {:?} image: resize takes the modes an X-ray has (L, I;16, RGB, RGB;16); \
+                 XRay::from_image converts the others (it drops an alpha channel)",
+                image.color()
+            )));
+        }
+    };
+    done.map_err(Error::Resize)?;
     Ok(out)
+}
+
+/// Resizes a buffer of one pixel type into another; `dst` holds `(width, height)` pixels.
+fn convolve_typed<P: PixelTrait>(
+    src: &[u8],
+    (src_width, src_height): (u32, u32),
+    dst: &mut [u8],
+    (width, height): (u32, u32),
+    options: &ResizeOptions,
+) -> std::result::Result<(), String> {
+    let src =
+        TypedImageRef::<P>::from_buffer(src_width, src_height, src).map_err(|e| e.to_string())?;
+    let mut dst = TypedImage::<P>::from_buffer(width, height, dst).map_err(|e| e.to_string())?;
+    Resizer::new()
+        .resize_typed(&src, &mut dst, options)
+        .map_err(|e| e.to_string())
 }
 
 /// Pillow's nearest neighbour: the source of output pixel `x` is the floor of
