@@ -16,7 +16,7 @@ fn assert_current(committed: &str, drawn: Figure, regenerate: &str) {
     assert!(
         drawn.image() == &committed_image,
         "{committed} is stale: run `{regenerate}` (or every figure at once: \
-         `CXR_UPDATE_FIGURES=1 cargo test --release --test book_figures`)"
+         `CXR_UPDATE_FIGURES=1 cargo test --release --test integration book_figures`)"
     );
 }
 
@@ -92,7 +92,7 @@ fn chapter_7() {
         "chapters/figures/ch07-confusion.png",
         ch07_confusion::confusion_figure(&matrix, "confusion matrix: rows true, columns predicted")
             .unwrap(),
-        "CXR_UPDATE_FIGURES=1 cargo test --release --test book_figures chapter_7",
+        "CXR_UPDATE_FIGURES=1 cargo test --release --test integration book_figures::chapter_7",
     );
 }
 
@@ -106,7 +106,7 @@ fn chapter_8() {
     assert_current(
         "chapters/figures/ch08-roc.png",
         drawn,
-        "CXR_UPDATE_FIGURES=1 cargo test --release --test book_figures chapter_8",
+        "CXR_UPDATE_FIGURES=1 cargo test --release --test integration book_figures::chapter_8",
     );
 }
 

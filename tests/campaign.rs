@@ -3,7 +3,7 @@
 //! ends in an error that names the file (or the setting), or, where the caller asked to
 //! skip damage, when the damage is skipped and counted. *Silent* (a result from damaged
 //! input), *unclear* (an error that does not say which file) and *panic* all fail the
-//! test. `cargo test --release --test campaign -- --nocapture` prints the table.
+//! test. `cargo test --release --test integration campaign -- --nocapture` prints the table.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

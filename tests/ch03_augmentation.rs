@@ -9,7 +9,7 @@ use cxr::imaging::{FillMode, FloatImage, IDENTITY, affine_transform, keras_trans
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-mod common;
+use crate::common;
 use common::max_abs_diff;
 
 /// A gray image whose value at (r, c) is `r * 100 + c`: every pixel says where it came from.

@@ -15,7 +15,7 @@ use cxr::nn::layers::{
 };
 use cxr::train::{Adam, Batch, ExponentialDecay, Fit, Loss, TUTORIAL_METRICS, Trainer};
 
-mod common;
+use crate::common;
 
 /// A convolution, ReLU, 2 x 2 max-pool and a dense layer: no dropout, no batch norm, so
 /// that replicas and one device compute the same thing.

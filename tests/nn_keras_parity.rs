@@ -14,7 +14,7 @@ use cxr::nn::{
 };
 use serde_json::Value;
 
-mod common;
+use crate::common;
 use common::{assert_logits, json_tensor, max_abs_diff};
 
 const FIXTURES: &str = "tests/fixtures/keras";

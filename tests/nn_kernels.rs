@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor, Var};
 use cxr::nn::kernels::{conv2d, conv2d_bias, conv2d_bias_relu, depthwise_conv2d, pointwise};
 use rand::{Rng, SeedableRng};
 
-mod common;
+use crate::common;
 
 fn close(a: &Tensor, b: &Tensor, what: &str) {
     assert_eq!(a.dims(), b.dims(), "{what}: shapes");

@@ -11,7 +11,7 @@ use cxr::nn::vgg::torchvision_name;
 use cxr::nn::{VggConfig, VggDepth, vgg};
 use serde_json::Value;
 
-mod common;
+use crate::common;
 use common::{assert_logits, json_tensor};
 
 #[test]

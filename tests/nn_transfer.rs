@@ -11,7 +11,7 @@ use cxr::nn::{Sequential, VggConfig, vgg};
 use cxr::train::{Adam, Fit, Loss, Trainer};
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 fn fixture() -> Value {
     let text = std::fs::read_to_string("tests/fixtures/keras/transfer.json").unwrap();

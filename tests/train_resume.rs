@@ -15,7 +15,7 @@ use cxr::train::{
     TUTORIAL_METRICS, Trainer,
 };
 
-mod common;
+use crate::common;
 
 /// Dense, batch norm, dropout, dense: every kind of state a run carries. Weights drawn
 /// from `init_seed` (so that a resumed run visibly starts from other weights before the
