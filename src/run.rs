@@ -9,6 +9,7 @@
 //! replaced in one step), so a run stopped half way, by Ctrl-C or a crash, never mixes
 //! its files with the previous run's, and `OUT/latest` always names a finished run.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -433,13 +434,57 @@ pub struct CourseCnn {
 impl CourseCnn {
     /// Trains the course's CNN under `out` the first time (about 90 s on two cores) and
     /// finds it after. Runs that ask at once (the book's examples, notebooks side by
-    /// side) wait on a file lock for the one that trains.
+    /// side) wait on a file lock for the one that trains. A finished main job
+    /// (`cargo run --release`) trains this very model and leaves it here ([`adopt`]).
+    ///
+    /// [`adopt`]: CourseCnn::adopt
     pub fn load(out: impl AsRef<Path>) -> Result<CourseCnn> {
+        let (cnn, cfg, _lock) = Self::locate(out.as_ref())?;
+        if !cnn.is_trained() {
+            let report = train_tutorial(None, &cnn.folder, &cfg, None)?;
+            if !report.completed {
+                return Err(Error::Training(format!(
+                    "the course's CNN did not finish training; run again (its folder is {})",
+                    cnn.folder.display()
+                )));
+            }
+        }
+        // An adopted model comes without its images; they are generated again, the same.
+        ensure_generated(&cnn.data, cnn.options)?;
+        Ok(cnn)
+    }
+
+    /// Keeps a finished run of the main job (`cxr` without a command, which trains
+    /// [`TrainConfig::quick`] on generated images under `out`) as the course's CNN, when
+    /// none is trained yet, so that the chapters do not train the same model again. The
+    /// two are the same model: same settings, same seeds, same generated images (the
+    /// main job's history and predictions equal the course CNN's to the last digit).
+    /// Returns the course CNN's folder when the run was kept.
+    pub fn adopt(out: impl AsRef<Path>, run: &RunReport) -> Result<Option<PathBuf>> {
+        let (cnn, _, _lock) = Self::locate(out.as_ref())?;
+        if !run.completed || cnn.is_trained() {
+            return Ok(None);
+        }
+        let folder = new_run_folder(&cnn.folder)?;
+        for file in [MODEL_FILE, PREDICTIONS_FILE, HISTORY_FILE] {
+            let from = run.folder.join(file);
+            crate::io::write_atomic(&folder.join(file), |w| {
+                let bytes = std::fs::read(&from).map_err(|e| Error::io(&from, e))?;
+                w.write_all(&bytes).map_err(|e| Error::io(&from, e))
+            })?;
+        }
+        crate::io::point_latest(&cnn.folder, &folder)?;
+        Ok(Some(cnn.folder))
+    }
+
+    /// Where the course's CNN lives under `out`, its settings, and the lock that is held
+    /// while it is trained or adopted.
+    fn locate(out: &Path) -> Result<(CourseCnn, TrainConfig, std::fs::File)> {
         let cfg = TrainConfig {
             progress: false,
             ..TrainConfig::quick()
         };
-        let folder = out.as_ref().join(format!(
+        let folder = out.join(format!(
             "course-cnn/model-{}x{}-{}epochs-seed{}",
             cfg.generated_images, cfg.image_size, cfg.epochs, cfg.seed
         ));
@@ -457,16 +502,11 @@ impl CourseCnn {
             },
             folder,
         };
-        if !cnn.model_path().is_file() || !cnn.predictions_path().is_file() {
-            let report = train_tutorial(None, &cnn.folder, &cfg, None)?;
-            if !report.completed {
-                return Err(Error::Training(format!(
-                    "the course's CNN did not finish training; run again (its folder is {})",
-                    cnn.folder.display()
-                )));
-            }
-        }
-        Ok(cnn)
+        Ok((cnn, cfg, lock))
+    }
+
+    fn is_trained(&self) -> bool {
+        self.model_path().is_file() && self.predictions_path().is_file()
     }
 
     /// The trained model's file.

@@ -46,3 +46,35 @@ fn a_predictions_file_without_probabilities_is_refused() {
         "{message}"
     );
 }
+
+#[test]
+fn a_finished_main_job_is_kept_as_the_course_cnn_once() {
+    use cxr::run::{CourseCnn, RunReport};
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("runs/run-001");
+    std::fs::create_dir_all(&run).unwrap();
+    for (file, text) in [
+        ("xray_model.safetensors", "model"),
+        ("test_predictions.csv", "label,p_NORMAL,p_PNEUMONIA\n"),
+        ("history.csv", "epoch,loss\n"),
+    ] {
+        std::fs::write(run.join(file), text).unwrap();
+    }
+    let report = |completed| RunReport {
+        lines: Vec::new(),
+        folder: run.clone(),
+        completed,
+    };
+    // A run stopped half way is never kept.
+    assert_eq!(CourseCnn::adopt(out.path(), &report(false)).unwrap(), None);
+    let kept = CourseCnn::adopt(out.path(), &report(true))
+        .unwrap()
+        .expect("kept");
+    // Once there is a course CNN, a later run leaves it alone.
+    assert_eq!(CourseCnn::adopt(out.path(), &report(true)).unwrap(), None);
+    let cnn = CourseCnn::load(out.path()).unwrap();
+    assert_eq!(cnn.folder, kept);
+    assert_eq!(std::fs::read_to_string(cnn.model_path()).unwrap(), "model");
+    // Its generated images, which the run's copy does not carry, are made again.
+    assert!(cnn.data.join("README.md").is_file());
+}

@@ -261,7 +261,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!(
                 "cxr: running the main job, the Keras tutorial's CNN trained on generated chest images (see `cxr --help` for more)"
             );
-            return train(None, &PathBuf::from("out"), &cxr::run::TrainConfig::quick());
+            return train(
+                None,
+                &PathBuf::from("out"),
+                &cxr::run::TrainConfig::quick(),
+                true,
+            );
         }
         Some(Command::Train {
             data,
@@ -297,7 +302,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 cfg.learning_rate.initial = lr;
             }
             cfg.generated_images = generated_images.unwrap_or(cfg.generated_images);
-            return train(data.as_deref(), &out, &cfg);
+            return train(data.as_deref(), &out, &cfg, false);
         }
         Some(Command::Devices {
             check,
@@ -496,10 +501,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Trains with Ctrl-C wired to stop after the current step; a run stopped before its
 /// end exits with 130 (as an interrupted program does), naming what it kept.
+/// Trains; the main job (`main_job`) also leaves its model as the course's CNN, which the
+/// chapters and their tests would otherwise train again.
 fn train(
     data: Option<&std::path::Path>,
     out: &std::path::Path,
     cfg: &cxr::run::TrainConfig,
+    main_job: bool,
 ) -> Result<ExitCode> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = std::sync::Arc::clone(&stop);
@@ -511,6 +519,12 @@ fn train(
     let report = cxr::run::train_tutorial(data, out, cfg, Some(stop))?;
     for line in &report.lines {
         println!("{line}");
+    }
+    if main_job && let Some(folder) = cxr::run::CourseCnn::adopt(out, &report)? {
+        println!(
+            "kept as the course's CNN in {} (chapters 7, 8 and 10 use it)",
+            folder.display()
+        );
     }
     Ok(if report.completed {
         ExitCode::SUCCESS
