@@ -500,9 +500,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// Trains with Ctrl-C wired to stop after the current step; a run stopped before its
-/// end exits with 130 (as an interrupted program does), naming what it kept.
-/// Trains; the main job (`main_job`) also leaves its model as the course's CNN, which the
-/// chapters and their tests would otherwise train again.
+/// end exits with 130 (as an interrupted program does), naming what it kept. The main
+/// job (`main_job`) also leaves its model as the course's CNN, which the chapters and
+/// their tests would otherwise train again.
 fn train(
     data: Option<&std::path::Path>,
     out: &std::path::Path,
@@ -520,11 +520,18 @@ fn train(
     for line in &report.lines {
         println!("{line}");
     }
-    if main_job && let Some(folder) = cxr::run::CourseCnn::adopt(out, &report)? {
-        println!(
-            "kept as the course's CNN in {} (chapters 7, 8 and 10 use it)",
-            folder.display()
-        );
+    if main_job {
+        // The run itself is done and kept either way: a failed copy only costs a retrain.
+        match cxr::run::CourseCnn::adopt(out, &report) {
+            Ok(Some(folder)) => println!(
+                "kept as the course's CNN in {} (chapters 7, 8 and 10 use it)",
+                folder.display()
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("warning: not kept as the course's CNN ({e}); the chapters will train it")
+            }
+        }
     }
     Ok(if report.completed {
         ExitCode::SUCCESS
