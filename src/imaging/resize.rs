@@ -8,7 +8,7 @@
 use fast_image_resize::images::{TypedImage, TypedImageRef};
 use fast_image_resize::pixels::{U8, U8x3, U16, U16x3};
 use fast_image_resize::{FilterType, PixelTrait, ResizeAlg, ResizeOptions, Resizer};
-use image::{DynamicImage, ImageBuffer};
+use image::{ColorType, DynamicImage, ImageBuffer};
 
 use crate::{Error, Result};
 
@@ -114,51 +114,48 @@ fn convolve(
     (width, height): (u32, u32),
     filter: Filter,
 ) -> Result<DynamicImage> {
-    let options = ResizeOptions::new().resize_alg(filter.algorithm());
-    let mut out = DynamicImage::new(width, height, image.color());
     // One resizer per pixel type an X-ray can have (`Mode`). `Resizer::resize` on a
     // `DynamicImage` would compile the filters for all thirteen of fast_image_resize's
     // pixel types and every instruction set: 42% of cxr's generated code, for types an
     // X-ray never has (BENCHMARKS.md, the build's times).
-    let done = match (image, &mut out) {
-        (DynamicImage::ImageLuma8(src), DynamicImage::ImageLuma8(dst)) => convolve_typed::<U8>(
-            src.as_raw(),
-            src.dimensions(),
-            dst.as_mut(),
-            (width, height),
-            &options,
-        ),
-        (DynamicImage::ImageRgb8(src), DynamicImage::ImageRgb8(dst)) => convolve_typed::<U8x3>(
-            src.as_raw(),
-            src.dimensions(),
-            dst.as_mut(),
-            (width, height),
-            &options,
-        ),
-        (DynamicImage::ImageLuma16(src), DynamicImage::ImageLuma16(dst)) => convolve_typed::<U16>(
-            bytemuck::cast_slice(src.as_raw()),
-            src.dimensions(),
-            bytemuck::cast_slice_mut(dst.as_mut()),
-            (width, height),
-            &options,
-        ),
-        (DynamicImage::ImageRgb16(src), DynamicImage::ImageRgb16(dst)) => convolve_typed::<U16x3>(
-            bytemuck::cast_slice(src.as_raw()),
-            src.dimensions(),
-            bytemuck::cast_slice_mut(dst.as_mut()),
-            (width, height),
-            &options,
-        ),
-        _ => {
+    let resize_as: ResizeFn = match image.color() {
+        ColorType::L8 => convolve_typed::<U8>,
+        ColorType::Rgb8 => convolve_typed::<U8x3>,
+        ColorType::L16 => convolve_typed::<U16>,
+        ColorType::Rgb16 => convolve_typed::<U16x3>,
+        other => {
             return Err(Error::Resize(format!(
-                "a {:?} image: resize takes the modes an X-ray has (L, I;16, RGB, RGB;16); \
-                 XRay::from_image converts the others (it drops an alpha channel)",
-                image.color()
+                "a {other:?} image: resize takes the modes an X-ray has (L, I;16, RGB, RGB;16); \
+                 XRay::from_image converts the others (it drops an alpha channel)"
             )));
         }
     };
-    done.map_err(Error::Resize)?;
+    let mut out = DynamicImage::new(width, height, image.color());
+    let options = ResizeOptions::new().resize_alg(filter.algorithm());
+    resize_as(
+        image.as_bytes(),
+        (image.width(), image.height()),
+        bytes_mut(&mut out),
+        (width, height),
+        &options,
+    )
+    .map_err(Error::Resize)?;
     Ok(out)
+}
+
+type ResizeFn =
+    fn(&[u8], (u32, u32), &mut [u8], (u32, u32), &ResizeOptions) -> std::result::Result<(), String>;
+
+/// The pixel bytes of an image of one of the modes `convolve` takes (empty for others,
+/// which the resizer then refuses as too small).
+fn bytes_mut(image: &mut DynamicImage) -> &mut [u8] {
+    match image {
+        DynamicImage::ImageLuma8(buf) => buf.as_mut(),
+        DynamicImage::ImageRgb8(buf) => buf.as_mut(),
+        DynamicImage::ImageLuma16(buf) => bytemuck::cast_slice_mut(buf.as_mut()),
+        DynamicImage::ImageRgb16(buf) => bytemuck::cast_slice_mut(buf.as_mut()),
+        _ => &mut [],
+    }
 }
 
 /// Resizes a buffer of one pixel type into another; `dst` holds `(width, height)` pixels.
