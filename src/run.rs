@@ -9,7 +9,6 @@
 //! replaced in one step), so a run stopped half way, by Ctrl-C or a crash, never mixes
 //! its files with the previous run's, and `OUT/latest` always names a finished run.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -468,10 +467,8 @@ impl CourseCnn {
         let folder = new_run_folder(&cnn.folder)?;
         for file in [MODEL_FILE, PREDICTIONS_FILE, HISTORY_FILE] {
             let from = run.folder.join(file);
-            crate::io::write_atomic(&folder.join(file), |w| {
-                let bytes = std::fs::read(&from).map_err(|e| Error::io(&from, e))?;
-                w.write_all(&bytes).map_err(|e| Error::io(&from, e))
-            })?;
+            let bytes = std::fs::read(&from).map_err(|e| Error::io(&from, e))?;
+            crate::io::write_bytes_atomic(&folder.join(file), &bytes)?;
         }
         crate::io::point_latest(&cnn.folder, &folder)?;
         Ok(Some(cnn.folder))
