@@ -77,10 +77,12 @@ fn compare(
 #[test]
 fn depthwise_matches_candles_grouped_convolution() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-    for (k, p) in [(3, 1), (3, 0), (5, 2), (1, 0), (3, 2)] {
+    // Widths on both sides of the kernel's 16-wide strips, and paddings wider than the
+    // kernel (whose input gradient reads the output gradient shifted the other way).
+    for (k, p) in [(3, 1), (3, 0), (5, 2), (1, 0), (3, 2), (3, 3), (1, 1)] {
         for _ in 0..3 {
             let (n, c) = (rng.random_range(1..4), rng.random_range(1..6));
-            let (h, w) = (rng.random_range(k..k + 12), rng.random_range(k..k + 12));
+            let (h, w) = (rng.random_range(k..k + 12), rng.random_range(k..k + 40));
             compare(
                 &format!("depthwise k{k} p{p} {n}x{c}x{h}x{w}"),
                 (n, c, h, w),

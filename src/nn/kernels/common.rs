@@ -97,85 +97,55 @@ impl Plane {
     }
 }
 
-/// `out[y][x] += sum_ij input[y + i - p][x + j - p] * kernel[i][j]` for one plane.
-pub(super) fn correlate_plane<T: Float>(input: &[T], kernel: &[T], out: &mut [T], g: Plane) {
-    for y in 0..g.ho {
-        let row = &mut out[y * g.wo..(y + 1) * g.wo];
-        for i in 0..g.k {
-            let Some(r) = g.input_row(y, i) else { continue };
-            let src = &input[r * g.w..(r + 1) * g.w];
-            for j in 0..g.k {
-                let weight = kernel[i * g.k + j];
-                let (first, last, shift) = g.columns(j);
-                let from = (first as isize + shift) as usize;
-                for (o, s) in row[first..last].iter_mut().zip(&src[from..]) {
-                    *o += weight * *s;
-                }
-            }
+/// A plane's size, `(rows, columns)`.
+pub(super) type Size = (usize, usize);
+
+/// The direct kernels compute rows in strips of this many outputs, the widest vector
+/// (16 `f32` lanes), over padded copies of their input.
+pub(super) const LANES: usize = 16;
+
+/// The row width of a padded plane read by a `k`-wide kernel for `cols` outputs per row:
+/// whole strips plus the kernel's overhang, so that no strip reads past a row.
+pub(super) fn padded_width(cols: usize, k: usize) -> usize {
+    cols.next_multiple_of(LANES) + k - 1
+}
+
+/// Copies the plane `src` of `size` into `pad` (rows `width` apart, zeroed by the
+/// caller) so that `pad[r][c]` is `src[r - qr][c - qc]` wherever that lies inside both.
+pub(super) fn pad_plane<T: Copy>(
+    pad: &mut [T],
+    width: usize,
+    src: &[T],
+    (h, w): Size,
+    (qr, qc): (isize, isize),
+) {
+    // Source column c lands at padded column c + qc; those before column 0 or past the
+    // row are never read.
+    let first = (-qc).max(0) as usize;
+    let last = (w as isize).min(width as isize - qc).max(first as isize) as usize;
+    if first >= last {
+        return;
+    }
+    for (yy, line) in pad.chunks_exact_mut(width).enumerate() {
+        let r = yy as isize - qr;
+        if r < 0 || r >= h as isize {
+            continue;
         }
+        let from = &src[r as usize * w..][first..last];
+        let at = (first as isize + qc) as usize;
+        line[at..at + from.len()].copy_from_slice(from);
     }
 }
 
-/// The input gradient of [`correlate_plane`]: every output gradient pushed back through
-/// the kernel.
-pub(super) fn correlate_plane_backward<T: Float>(grad: &[T], kernel: &[T], gx: &mut [T], g: Plane) {
-    for y in 0..g.ho {
-        let grow = &grad[y * g.wo..(y + 1) * g.wo];
-        for i in 0..g.k {
-            let Some(r) = g.input_row(y, i) else { continue };
-            let dst = &mut gx[r * g.w..(r + 1) * g.w];
-            for j in 0..g.k {
-                let weight = kernel[i * g.k + j];
-                let (first, last, shift) = g.columns(j);
-                let from = (first as isize + shift) as usize;
-                for (d, o) in dst[from..].iter_mut().zip(&grow[first..last]) {
-                    *d += weight * *o;
-                }
-            }
-        }
-    }
+/// The first vector of `values` (which holds at least one), read unaligned.
+#[inline(always)]
+pub(super) fn load<S: pulp::Simd>(values: &[f32]) -> S::f32s {
+    bytemuck::pod_read_unaligned(bytemuck::cast_slice(&values[..S::F32_LANES]))
 }
 
-/// `gw[i][j] += sum_yx grad[y][x] * input[y + i - p][x + j - p]` for one plane.
-pub(super) fn kernel_gradient_plane<T: Float>(grad: &[T], input: &[T], gw: &mut [T], g: Plane) {
-    for y in 0..g.ho {
-        let grow = &grad[y * g.wo..(y + 1) * g.wo];
-        for i in 0..g.k {
-            let Some(r) = g.input_row(y, i) else { continue };
-            let src = &input[r * g.w..(r + 1) * g.w];
-            for j in 0..g.k {
-                let (first, last, shift) = g.columns(j);
-                let from = (first as isize + shift) as usize;
-                let len = last - first;
-                gw[i * g.k + j] += dot(&grow[first..last], &src[from..from + len]);
-            }
-        }
-    }
-}
-
-/// `sum a[i] b[i]` in sixteen running sums, which the compiler keeps in one vector
-/// register (a single running sum is a chain of dependent scalar additions, since
-/// floating-point addition may not be reordered for it).
-pub(super) fn dot<T: Float>(a: &[T], b: &[T]) -> T {
-    const LANES: usize = 16;
-    let mut acc = [T::zero(); LANES];
-    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let mut sum = T::zero();
-    for (x, y) in a_chunks.remainder().iter().zip(b_chunks.remainder()) {
-        sum += *x * *y;
-    }
-    for (x, y) in a_chunks.zip(b_chunks) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    for v in acc {
-        sum += v;
-    }
-    sum
-}
-
-/// `sum a[i]`, in sixteen running sums (see [`dot`]).
+/// `sum a[i]` in sixteen running sums, which the compiler keeps in one vector register
+/// (a single running sum is a chain of dependent scalar additions, since floating-point
+/// addition may not be reordered for it).
 pub(super) fn sum(a: &[f32]) -> f32 {
     const LANES: usize = 16;
     let mut acc = [0f32; LANES];
@@ -189,7 +159,7 @@ pub(super) fn sum(a: &[f32]) -> f32 {
     rest + acc.iter().sum::<f32>()
 }
 
-/// `sum (v - m)²` over `x`, in sixteen running sums (see [`dot`]).
+/// `sum (v - m)²` over `x`, in sixteen running sums (see [`sum`]).
 pub(super) fn squares(x: &[f32], m: f32) -> f32 {
     const LANES: usize = 16;
     let mut acc = [0f32; LANES];
@@ -203,7 +173,7 @@ pub(super) fn squares(x: &[f32], m: f32) -> f32 {
     rest + acc.iter().sum::<f32>()
 }
 
-/// `sum g (v - m)` over `g` and `x`, in sixteen running sums (see [`dot`]).
+/// `sum g (v - m)` over `g` and `x`, in sixteen running sums (see [`sum`]).
 pub(super) fn centred_dot(g: &[f32], x: &[f32], m: f32) -> f32 {
     const LANES: usize = 16;
     let mut acc = [0f32; LANES];
@@ -280,6 +250,11 @@ pub(super) fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<
     let CpuStorage::F32(values) = storage else {
         candle_core::bail!("cxr's fused kernels take f32 tensors");
     };
+    contiguous(values, layout)
+}
+
+/// The values a contiguous `layout` covers.
+pub(super) fn contiguous<'a, T>(values: &'a [T], layout: &Layout) -> Result<&'a [T]> {
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&values[start..end]),
         None => candle_core::bail!("cxr's fused kernels need contiguous tensors"),

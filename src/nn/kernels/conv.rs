@@ -8,6 +8,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::common::*;
+use super::direct::{self, Direct, direct};
 
 /// A full 2-D convolution, stride 1, `padding` on each side, no groups, as
 /// `x.conv2d(w, padding, 1, 1, 1)`, with the input gradient computed as a convolution
@@ -258,6 +259,34 @@ impl ConvShape {
         (back.g.ho == self.g.h && back.g.wo == self.g.w).then_some(back)
     }
 
+    /// This convolution as a [`direct`] one, where that suits its input channels.
+    fn direct(&self) -> Option<Direct> {
+        (!self.pointwise() && direct::suits(self.c, self.g.k)).then_some(Direct {
+            n: self.n,
+            c: self.c,
+            o: self.o,
+            k: self.g.k,
+            q: self.g.p as isize,
+            input: (self.g.h, self.g.w),
+            output: (self.g.ho, self.g.wo),
+        })
+    }
+
+    /// The convolution that carries the output gradient back to the input as a
+    /// [`direct`] one (the kernel turned, its window shifted by `k - 1 - p`), where that
+    /// suits the output channels; any padding.
+    fn input_gradient_direct(&self) -> Option<Direct> {
+        (!self.pointwise() && direct::suits(self.o, self.g.k)).then_some(Direct {
+            n: self.n,
+            c: self.o,
+            o: self.c,
+            k: self.g.k,
+            q: self.g.k as isize - 1 - self.g.p as isize,
+            input: (self.g.ho, self.g.wo),
+            output: (self.g.h, self.g.w),
+        })
+    }
+
     /// A 1 x 1 convolution without padding, whose im2col columns are the input itself.
     fn pointwise(&self) -> bool {
         self.g.k == 1 && self.g.p == 0
@@ -302,6 +331,11 @@ impl CustomOp3 for Im2colConv {
         let (input, kernel, bias) = (f32_slice(xs, xl)?, f32_slice(ws, wl)?, f32_slice(bs, bl)?);
         let s = ConvShape::new(xl, wl, self.padding)?;
         let (g, o, ckk, relu) = (s.g, s.o, s.ckk(), self.relu);
+        let shape = Shape::from((s.n, o, g.ho, g.wo));
+        if let Some(d) = s.direct() {
+            let out = direct(input, kernel, Some(bias), d, relu);
+            return Ok((CpuStorage::F32(out), shape));
+        }
         let (hw, chw) = (g.ho * g.wo, s.c * g.h * g.w);
         let tiles: Vec<Range<usize>> = s.tiles().collect();
         let jobs: Vec<(usize, Range<usize>)> = (0..s.n)
@@ -353,7 +387,7 @@ impl CustomOp3 for Im2colConv {
                     }
                 }
             });
-        Ok((CpuStorage::F32(out), Shape::from((s.n, o, g.ho, g.wo))))
+        Ok((CpuStorage::F32(out), shape))
     }
 
     fn bwd(
@@ -386,11 +420,15 @@ impl CustomOp3 for Im2colConv {
             &dy
         };
         // The input's gradient is skipped where nothing upstream needs it (the image).
-        let want_gx = x.track_op();
+        // With few output channels it is a direct convolution of the output gradient
+        // with the turned kernel, computed below; otherwise image by image with the
+        // kernel's gradient.
+        let direct_back = s.input_gradient_direct().filter(|_| x.track_op());
+        let want_gx = x.track_op() && direct_back.is_none();
         let back = s.input_gradient().filter(|_| !s.pointwise());
         // The kernel as the backward convolution needs it: `(c, o, k, k)`, turned.
-        let turned: Vec<f32> = match back {
-            Some(_) => {
+        let turned: Vec<f32> = match back.is_some() || direct_back.is_some() {
+            true => {
                 let kk = g.k * g.k;
                 let mut t = vec![0f32; c * o * kk];
                 for oc in 0..o {
@@ -402,7 +440,7 @@ impl CustomOp3 for Im2colConv {
                 }
                 t
             }
-            None => Vec::new(),
+            false => Vec::new(),
         };
         let mut gx = vec![0f32; if want_gx { s.n * chw } else { 0 }];
         let per_image = |i: usize, gxi: Option<&mut [f32]>| {
@@ -478,9 +516,14 @@ impl CustomOp3 for Im2colConv {
                 .reduce(zero, add)
         };
         let dev = x.device();
-        let gx = match want_gx {
-            true => Some(Tensor::from_vec(gx, x.shape(), dev)?),
-            false => None,
+        let gx = match (direct_back, want_gx) {
+            (Some(d), _) => Some(Tensor::from_vec(
+                direct(dy, &turned, None, d, false),
+                x.shape(),
+                dev,
+            )?),
+            (None, true) => Some(Tensor::from_vec(gx, x.shape(), dev)?),
+            (None, false) => None,
         };
         Ok((
             gx,

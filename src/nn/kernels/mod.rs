@@ -16,6 +16,7 @@ mod batch_norm;
 mod common;
 mod conv;
 mod depthwise;
+mod direct;
 mod max_pool;
 mod relu;
 
