@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::common::*;
-use super::direct::{self, Direct, direct};
+use super::direct::{self, Direct, direct, direct_kernel_gradient};
 
 /// A full 2-D convolution, stride 1, `padding` on each side, no groups, as
 /// `x.conv2d(w, padding, 1, 1, 1)`, with the input gradient computed as a convolution
@@ -504,16 +504,26 @@ impl CustomOp3 for Im2colConv {
             ab.iter_mut().zip(&bb).for_each(|(a, b)| *a += *b);
             (aw, ab)
         };
-        let (gw, gb) = if want_gx {
-            gx.par_chunks_mut(chw)
+        let (gw, gb) = match s.direct() {
+            // Few input channels: the kernel's gradient directly too (no im2col), when
+            // the input's gradient is not wanted or was computed directly above.
+            Some(d) if !want_gx => {
+                let gb = dy.par_chunks_exact(hw).map(sum).collect::<Vec<_>>();
+                let gb = gb.chunks_exact(o).fold(vec![0f32; o], |mut acc, image| {
+                    acc.iter_mut().zip(image).for_each(|(a, b)| *a += *b);
+                    acc
+                });
+                (direct_kernel_gradient(&input, dy, d), gb)
+            }
+            _ if want_gx => gx
+                .par_chunks_mut(chw)
                 .enumerate()
                 .map(|(i, gxi)| per_image(i, Some(gxi)))
-                .reduce(zero, add)
-        } else {
-            (0..s.n)
+                .reduce(zero, add),
+            _ => (0..s.n)
                 .into_par_iter()
                 .map(|i| per_image(i, None))
-                .reduce(zero, add)
+                .reduce(zero, add),
         };
         let dev = x.device();
         let gx = match (direct_back, want_gx) {

@@ -154,3 +154,115 @@ impl WithSimd for Band<'_> {
         }
     }
 }
+
+/// The kernel's gradient of [`direct`]: `gw[o][c][i][j] = sum_nyx dy[n][o][y][x]
+/// x[n][c][y + i - q][x + j - q]`, image by image in parallel, band by band, eight
+/// output channels at a time (no im2col).
+pub(super) fn direct_kernel_gradient(x: &[f32], dy: &[f32], g: Direct) -> Vec<f32> {
+    let (hw, ohw, ckk) = (
+        g.input.0 * g.input.1,
+        g.output.0 * g.output.1,
+        g.c * g.k * g.k,
+    );
+    let (rows_out, cols) = g.output;
+    let width = padded_width(cols, g.k);
+    let wide = cols.next_multiple_of(LANES);
+    let band = (BAND_BYTES / 4 / ((g.c * width + g.o * wide).max(1))).clamp(1, rows_out.max(1));
+    (0..g.n)
+        .into_par_iter()
+        .map_init(
+            || (Vec::new(), Vec::new()),
+            |(pad, dy_pad), i| {
+                let image = &x[i * g.c * hw..][..g.c * hw];
+                let grad = &dy[i * g.o * ohw..][..g.o * ohw];
+                let mut gw = vec![0f32; g.o * ckk];
+                for y0 in (0..rows_out).step_by(band) {
+                    let rows = band.min(rows_out - y0);
+                    let plane_len = (rows + g.k - 1) * width;
+                    pad.clear();
+                    pad.resize(g.c * plane_len, 0f32);
+                    for (ch, plane) in pad.chunks_exact_mut(plane_len).enumerate() {
+                        let src = &image[ch * hw..][..hw];
+                        pad_plane(plane, width, src, g.input, (g.q - y0 as isize, g.q));
+                    }
+                    // The band's output gradient, rows widened by zeros to whole strips.
+                    dy_pad.clear();
+                    dy_pad.resize(g.o * rows * wide, 0f32);
+                    for (ch, to) in dy_pad.chunks_exact_mut(rows * wide).enumerate() {
+                        let from = &grad[ch * ohw + y0 * cols..][..rows * cols];
+                        for (t, f) in to.chunks_exact_mut(wide).zip(from.chunks_exact(cols)) {
+                            t[..cols].copy_from_slice(f);
+                        }
+                    }
+                    for (b, gw) in gw.chunks_mut(BLOCK * ckk).enumerate() {
+                        let channels = gw.len() / ckk;
+                        let dy = &dy_pad[b * BLOCK * rows * wide..][..channels * rows * wide];
+                        Arch::new().dispatch(BandGradient {
+                            pad,
+                            width,
+                            plane_len,
+                            dy,
+                            rows,
+                            wide,
+                            g,
+                            gw,
+                        });
+                    }
+                }
+                gw
+            },
+        )
+        .reduce(
+            || vec![0f32; g.o * ckk],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += *b);
+                a
+            },
+        )
+}
+
+/// One band's contribution to the kernel gradient of up to eight output channels.
+struct BandGradient<'a> {
+    pad: &'a [f32],
+    width: usize,
+    plane_len: usize,
+    /// The channels' output gradient, `rows` rows `wide` apart per channel.
+    dy: &'a [f32],
+    rows: usize,
+    wide: usize,
+    g: Direct,
+    /// The channels' kernel gradients, `c * k * k` each.
+    gw: &'a mut [f32],
+}
+
+impl WithSimd for BandGradient<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let (g, lanes, k) = (self.g, S::F32_LANES, self.g.k);
+        let ckk = g.c * k * k;
+        let channels = self.gw.len() / ckk;
+        let plane = self.rows * self.wide;
+        for ch in 0..g.c {
+            for i in 0..k {
+                for j in 0..k {
+                    let mut acc = [simd.splat_f32s(0.0); BLOCK];
+                    for y in 0..self.rows {
+                        let line = &self.pad[ch * self.plane_len + (y + i) * self.width + j..];
+                        for x0 in (0..self.wide).step_by(lanes) {
+                            let v = load::<S>(&line[x0..]);
+                            for (t, a) in acc.iter_mut().enumerate().take(channels) {
+                                let d = load::<S>(&self.dy[t * plane + y * self.wide + x0..]);
+                                *a = simd.mul_add_e_f32s(d, v, *a);
+                            }
+                        }
+                    }
+                    for (t, a) in acc.iter().enumerate().take(channels) {
+                        self.gw[t * ckk + (ch * k + i) * k + j] += simd.reduce_sum_f32s(*a);
+                    }
+                }
+            }
+        }
+    }
+}
