@@ -338,6 +338,30 @@ impl CustomOp3 for Im2colConv {
         }
         let (hw, chw) = (g.ho * g.wo, s.c * g.h * g.w);
         let tiles: Vec<Range<usize>> = s.tiles().collect();
+        if tiles.len() == 1 {
+            // One tile per image (as many jobs as below): each image's product
+            // goes straight into its part of the output, bias first, ReLU in place.
+            let mut out = vec![0f32; s.n * o * hw];
+            out.par_chunks_mut(o * hw).enumerate().for_each(|(i, y)| {
+                for (plane, &b) in y.chunks_exact_mut(hw).zip(bias) {
+                    plane.fill(b);
+                }
+                let image = &input[i * chw..][..chw];
+                let col;
+                let x = match s.pointwise() {
+                    true => (image, hw, 1),
+                    false => {
+                        col = im2col(image, s.c, g, 0..g.ho);
+                        (col.as_slice(), hw, 1)
+                    }
+                };
+                matmul((o, hw, ckk), (y, hw, 1), (kernel, ckk, 1), x, true);
+                if relu {
+                    y.iter_mut().for_each(|v| *v = v.max(0.0));
+                }
+            });
+            return Ok((CpuStorage::F32(out), shape));
+        }
         let jobs: Vec<(usize, Range<usize>)> = (0..s.n)
             .flat_map(|i| tiles.iter().map(move |t| (i, t.clone())))
             .collect();
