@@ -5,8 +5,9 @@
 //! `munmap` when freed, so every step faults its memory in again, zeroed, page by page,
 //! and pays for the TLB shoot-downs of unmapping it: a tenth of the training step's
 //! profile was in the kernel. mimalloc keeps freed memory for the next allocation (it
-//! returns it to the system only after a second unused). A library cannot choose the
-//! global allocator; a program does, as the `cxr` binary and the benches do:
+//! returns it to the system after 10 ms unused, its `purge_delay`; BENCHMARKS.md
+//! counts the page faults that remain). A library cannot choose the global allocator; a
+//! program does, as the `cxr` binary and the benches do:
 //!
 //! ```no_run
 //! #[global_allocator]

@@ -128,6 +128,10 @@ fn banded_convolution_with_bias_matches_candle() {
         (2, 64, 5, 41, 30, 3, 1),
         (1, 64, 3, 70, 17, 3, 0),
         (3, 80, 4, 33, 29, 3, 1),
+        // Few input channels: the direct convolution and its gradients, in several
+        // bands of rows (16 channels 40 wide make bands of 79 and 41 rows).
+        (2, 16, 16, 100, 40, 3, 1),
+        (1, 3, 9, 130, 21, 3, 0),
         // 1 x 1: the image is its own columns, and 256 channels make bands of 34 rows.
         (2, 256, 3, 40, 30, 1, 0),
     ] {

@@ -539,15 +539,21 @@ impl CustomOp3 for Im2colConv {
                 });
                 (direct_kernel_gradient(&input, dy, d), gb)
             }
+            // The images' partial gradients summed in image order, whatever the threads
+            // did (a resumed run ends where an uninterrupted one does).
             _ if want_gx => gx
                 .par_chunks_mut(chw)
                 .enumerate()
                 .map(|(i, gxi)| per_image(i, Some(gxi)))
-                .reduce(zero, add),
+                .collect::<Vec<_>>()
+                .into_iter()
+                .fold(zero(), add),
             _ => (0..s.n)
                 .into_par_iter()
                 .map(|i| per_image(i, None))
-                .reduce(zero, add),
+                .collect::<Vec<_>>()
+                .into_iter()
+                .fold(zero(), add),
         };
         let dev = x.device();
         let gx = match (direct_back, want_gx) {

@@ -212,13 +212,15 @@ pub(super) fn direct_kernel_gradient(x: &[f32], dy: &[f32], g: Direct) -> Vec<f3
                 gw
             },
         )
-        .reduce(
-            || vec![0f32; g.o * ckk],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += *b);
-                a
-            },
-        )
+        // Summed in image order, so that the result does not depend on how the work
+        // was shared out between threads (a resumed run ends where an uninterrupted one
+        // does).
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(vec![0f32; g.o * ckk], |mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(a, b)| *a += *b);
+            a
+        })
 }
 
 /// One band's contribution to the kernel gradient of up to eight output channels.
