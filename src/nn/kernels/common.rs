@@ -110,9 +110,10 @@ pub(super) fn padded_width(cols: usize, k: usize) -> usize {
     cols.next_multiple_of(LANES) + k - 1
 }
 
-/// Copies the plane `src` of `size` into `pad` (rows `width` apart, zeroed by the
-/// caller) so that `pad[r][c]` is `src[r - qr][c - qc]` wherever that lies inside both.
-pub(super) fn pad_plane<T: Copy>(
+/// Writes every value of `pad` (rows `width` apart): `pad[r][c]` is `src[r - qr][c - qc]`
+/// where that lies inside the plane `src` of `size`, zero elsewhere. Each value is
+/// written once, so a buffer kept between calls needs no clearing first.
+pub(super) fn pad_plane<T: WithDType>(
     pad: &mut [T],
     width: usize,
     src: &[T],
@@ -123,17 +124,17 @@ pub(super) fn pad_plane<T: Copy>(
     // row are never read.
     let first = (-qc).max(0) as usize;
     let last = (w as isize).min(width as isize - qc).max(first as isize) as usize;
-    if first >= last {
-        return;
-    }
+    let at = (first as isize + qc).max(0) as usize;
     for (yy, line) in pad.chunks_exact_mut(width).enumerate() {
         let r = yy as isize - qr;
-        if r < 0 || r >= h as isize {
+        if r < 0 || r >= h as isize || first >= last {
+            line.fill(T::zero());
             continue;
         }
         let from = &src[r as usize * w..][first..last];
-        let at = (first as isize + qc) as usize;
+        line[..at].fill(T::zero());
         line[at..at + from.len()].copy_from_slice(from);
+        line[at + from.len()..].fill(T::zero());
     }
 }
 

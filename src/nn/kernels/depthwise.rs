@@ -61,10 +61,10 @@ fn kernel_gradient<T: Strips>(
     let (rows, cols) = dy_size;
     // The output gradient with its rows widened by zeros to whole strips.
     let wide = cols.next_multiple_of(LANES);
-    dy_pad.clear();
     dy_pad.resize(rows * wide, T::zero());
     for (to, from) in dy_pad.chunks_exact_mut(wide).zip(dy.chunks_exact(cols)) {
         to[..cols].copy_from_slice(from);
+        to[cols..].fill(T::zero());
     }
     T::kernel_gradient_strips((dy_pad, rows, wide), pad, width, (gw, k));
 }
@@ -230,7 +230,6 @@ fn pad_into<T: Float>(
     (rows, cols): Size,
 ) -> usize {
     let width = padded_width(cols, k);
-    pad.clear();
     pad.resize((rows + k - 1) * width, T::zero());
     pad_plane(pad, width, src, size, (q, q));
     width

@@ -83,7 +83,6 @@ pub(super) fn direct(
             for y0 in (0..g.output.0).step_by(band) {
                 let rows = band.min(g.output.0 - y0);
                 let plane_len = (rows + g.k - 1) * width;
-                pad.clear();
                 pad.resize(g.c * plane_len, 0f32);
                 for (ch, plane) in pad.chunks_exact_mut(plane_len).enumerate() {
                     let src = &image[ch * hw..][..hw];
@@ -179,19 +178,18 @@ pub(super) fn direct_kernel_gradient(x: &[f32], dy: &[f32], g: Direct) -> Vec<f3
                 for y0 in (0..rows_out).step_by(band) {
                     let rows = band.min(rows_out - y0);
                     let plane_len = (rows + g.k - 1) * width;
-                    pad.clear();
                     pad.resize(g.c * plane_len, 0f32);
                     for (ch, plane) in pad.chunks_exact_mut(plane_len).enumerate() {
                         let src = &image[ch * hw..][..hw];
                         pad_plane(plane, width, src, g.input, (g.q - y0 as isize, g.q));
                     }
                     // The band's output gradient, rows widened by zeros to whole strips.
-                    dy_pad.clear();
                     dy_pad.resize(g.o * rows * wide, 0f32);
                     for (ch, to) in dy_pad.chunks_exact_mut(rows * wide).enumerate() {
                         let from = &grad[ch * ohw + y0 * cols..][..rows * cols];
                         for (t, f) in to.chunks_exact_mut(wide).zip(from.chunks_exact(cols)) {
                             t[..cols].copy_from_slice(f);
+                            t[cols..].fill(0.0);
                         }
                     }
                     for (b, gw) in gw.chunks_mut(BLOCK * ckk).enumerate() {
