@@ -4,7 +4,9 @@
 //! tests/nn_gradients.rs.)
 
 use candle_core::{Device, Tensor, Var};
-use cxr::nn::kernels::{conv2d, conv2d_bias, conv2d_bias_relu, depthwise_conv2d, pointwise};
+use cxr::nn::kernels::{
+    conv2d, conv2d_bias, conv2d_bias_relu, depthwise_conv2d, pointwise, separable_conv2d,
+};
 use rand::{Rng, SeedableRng};
 
 use crate::common;
@@ -90,6 +92,42 @@ fn depthwise_matches_candles_grouped_convolution() {
                 &|x, w| depthwise_conv2d(x, w, p).unwrap(),
                 &|x, w| x.conv2d(w, p, 1, 1, c).unwrap(),
             );
+        }
+    }
+}
+
+/// The fused separable convolution (depthwise, pointwise, bias, ReLU in one op, the
+/// depthwise output recomputed in the backward pass) against candle's grouped and 1 x 1
+/// convolutions, a broadcast bias and ReLU: the output and all four gradients.
+#[test]
+fn fused_separable_convolution_matches_candle() {
+    for (n, c, o, h, w, k, p) in [
+        (2, 3, 5, 9, 21, 3, 1),
+        (3, 8, 4, 17, 6, 3, 0),
+        (1, 5, 7, 12, 33, 5, 2),
+        (2, 4, 3, 7, 7, 3, 3),
+    ] {
+        let case = (n * c * o * h * w * k + p) as u64;
+        let x = Var::from_tensor(&common::randn(case, 0.0, 1.0, (n, c, h, w))).unwrap();
+        let dw = Var::from_tensor(&common::randn(case + 1, 0.0, 0.5, (c, 1, k, k))).unwrap();
+        let pw = Var::from_tensor(&common::randn(case + 2, 0.0, 0.5, (o, c, 1, 1))).unwrap();
+        let b = Var::from_tensor(&common::randn(case + 3, 0.0, 1.0, o)).unwrap();
+        for relu in [false, true] {
+            let ours = separable_conv2d(&x, &dw, &pw, &b, p, relu).unwrap();
+            let theirs = x
+                .conv2d(&dw, p, 1, 1, c)
+                .and_then(|m| m.conv2d(&pw, 0, 1, 1, 1))
+                .and_then(|y| y.broadcast_add(&b.reshape((1, o, 1, 1))?))
+                .unwrap();
+            let theirs = if relu { theirs.relu().unwrap() } else { theirs };
+            let what = format!("separable k{k} p{p} {n}x{c}->{o} {h}x{w} relu {relu}");
+            let vars = [
+                (&x, "input"),
+                (&dw, "depthwise"),
+                (&pw, "pointwise"),
+                (&b, "bias"),
+            ];
+            same_outputs_and_gradients(&what, ours, theirs, &vars);
         }
     }
 }

@@ -327,12 +327,19 @@ pub fn separable_conv2d(
 impl Module for SeparableConv2d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let cfg = self.depthwise.config();
-        let mid = if cfg.groups == xs.dim(1)? && cfg.stride == 1 && cfg.dilation == 1 {
-            super::kernels::depthwise_conv2d(xs, self.depthwise.weight(), cfg.padding)?
-        } else {
-            xs.apply(&self.depthwise)?
-        };
         let (w, b) = (&self.pointwise_weight, Some(&self.pointwise_bias));
+        if cfg.groups == xs.dim(1)? && cfg.stride == 1 && cfg.dilation == 1 {
+            let dw = self.depthwise.weight();
+            return super::kernels::separable_conv2d(
+                xs,
+                dw,
+                w,
+                &self.pointwise_bias,
+                cfg.padding,
+                self.relu,
+            );
+        }
+        let mid = xs.apply(&self.depthwise)?;
         match self.relu {
             true => super::kernels::pointwise_bias_relu(&mid, w, b),
             false => super::kernels::pointwise_bias(&mid, w, b),

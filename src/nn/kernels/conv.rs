@@ -114,7 +114,7 @@ fn conv2d_candle(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
 /// as its values with a row stride and a column stride (so that a transposed view is
 /// just other strides), and `c` m x n the same way. Single-threaded: callers run one per
 /// image, in parallel.
-fn matmul(
+pub(super) fn matmul(
     (m, n, k): (usize, usize, usize),
     (c, c_rs, c_cs): (&mut [f32], usize, usize),
     (a, a_rs, a_cs): (&[f32], usize, usize),

@@ -33,7 +33,7 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor
 /// so that every output strip is `k²` multiply-adds of whole vectors held in registers.
 /// `q` may be negative (the input gradient of a convolution padded by more than
 /// `k - 1`).
-fn correlate<T: Strips>(
+pub(super) fn correlate<T: Strips>(
     src: &[T],
     size: Size,
     kernel: &[T],
@@ -48,7 +48,7 @@ fn correlate<T: Strips>(
 
 /// `gw[i][j] += sum_yx dy[y][x] src[y + i - q][x + j - q]`: the kernel's gradient from
 /// one plane, in vector-wide running sums (one register per kernel position).
-fn kernel_gradient<T: Strips>(
+pub(super) fn kernel_gradient<T: Strips>(
     (dy, dy_size): (&[T], Size),
     src: &[T],
     size: Size,
@@ -73,7 +73,7 @@ fn kernel_gradient<T: Strips>(
 /// `f32` in the widest vectors this CPU has (AVX-512, AVX2 or SSE, chosen at run time
 /// by `pulp`, as the `gemm` crate chooses its kernels), for `f64` (the gradient checks)
 /// in plain loops.
-trait Strips: Float {
+pub(super) trait Strips: Float {
     /// `out[y][x] = sum_ij pad[y + i][x + j] kernel[i][j]`, `pad`'s rows `width` apart.
     fn correlate_strips(
         pad: &[Self],

@@ -19,6 +19,7 @@ mod depthwise;
 mod direct;
 mod max_pool;
 mod relu;
+mod separable;
 
 pub use batch_norm::batch_norm_train;
 pub use common::Float;
@@ -28,3 +29,4 @@ pub use conv::{
 pub use depthwise::depthwise_conv2d;
 pub use max_pool::max_pool2d;
 pub use relu::relu;
+pub use separable::separable_conv2d;
