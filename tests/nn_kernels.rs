@@ -335,3 +335,26 @@ fn fused_batch_norm_matches_candles_ops_with_all_three_gradients() {
         same_outputs_and_gradients(&what, ours, theirs, &vars);
     }
 }
+
+/// The kernels' narrower paths (AVX2's eight lanes, plain code), which a machine with
+/// AVX-512 never takes: the tests of this file again, in a process that `CXR_SIMD`
+/// limits to them.
+#[test]
+fn narrower_instruction_sets_match_candle_too() {
+    if std::env::var_os("CXR_SIMD").is_some() {
+        return;
+    }
+    for simd in ["avx2", "scalar"] {
+        let run = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["nn_kernels::", "--test-threads", "2"])
+            .env("CXR_SIMD", simd)
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&run.stdout);
+        assert!(run.status.success(), "CXR_SIMD={simd}:\n{printed}");
+        assert!(
+            !printed.contains("running 0 tests"),
+            "CXR_SIMD={simd}: no test ran\n{printed}"
+        );
+    }
+}

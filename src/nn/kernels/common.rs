@@ -138,6 +138,44 @@ pub(super) fn pad_plane<T: WithDType>(
     }
 }
 
+/// The instruction set the kernels run on: the widest this CPU has, unless the
+/// environment variable `CXR_SIMD` names a narrower one (`avx2` or `scalar`), read once:
+/// so that the AVX2 and plain paths can be measured and tested on an AVX-512 machine.
+pub(super) fn arch() -> pulp::Arch {
+    static ARCH: std::sync::OnceLock<pulp::Arch> = std::sync::OnceLock::new();
+    *ARCH.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        match std::env::var("CXR_SIMD").as_deref() {
+            Ok("scalar") => return pulp::Arch::Scalar,
+            Ok("avx2") => match pulp::x86::V3::try_new() {
+                Some(v3) => return pulp::Arch::V3(v3),
+                None => eprintln!("CXR_SIMD=avx2: this CPU has no AVX2; using what it has"),
+            },
+            Ok(other) => eprintln!("CXR_SIMD={other}: unknown (avx2 or scalar); using the widest"),
+            Err(_) => {}
+        }
+        pulp::Arch::new()
+    })
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Runs `f` on `len` values of this thread's scratch buffer, whose contents are left
+/// from earlier calls: for buffers that `f` writes whole before it reads them (padded
+/// planes), so that no job allocates and zeroes its own. A nested call gets a buffer
+/// of its own.
+pub(super) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buffer = SCRATCH.take();
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    let result = f(&mut buffer[..len]);
+    SCRATCH.set(buffer);
+    result
+}
+
 /// The first vector of `values` (which holds at least one), read unaligned.
 #[inline(always)]
 pub(super) fn load<S: pulp::Simd>(values: &[f32]) -> S::f32s {

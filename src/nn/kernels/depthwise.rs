@@ -2,7 +2,7 @@
 //! vector-wide strips of a zero-padded copy.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
-use pulp::{Arch, Simd, WithSimd};
+use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
 use super::common::*;
@@ -171,7 +171,7 @@ impl Strips for f32 {
                 }
             }
         }
-        Arch::new().dispatch(Op {
+        arch().dispatch(Op {
             pad,
             width,
             kernel,
@@ -214,7 +214,7 @@ impl Strips for f32 {
                 }
             }
         }
-        Arch::new().dispatch(Op { dy, pad, width, gw });
+        arch().dispatch(Op { dy, pad, width, gw });
     }
 }
 

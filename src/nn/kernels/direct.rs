@@ -2,7 +2,7 @@
 //! of multiply-adds read straight from a padded band of the input, eight output
 //! channels at a time.
 
-use pulp::{Arch, Simd, WithSimd};
+use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
 use super::common::*;
@@ -37,8 +37,8 @@ pub(super) struct Direct {
 }
 
 /// `out[n][o][y][x] = bias[o] + sum_cij w[o][c][i][j] x[n][c][y + i - q][x + j - q]`
-/// (`x` zero outside), then ReLU if asked. Images and blocks of eight output channels
-/// run in parallel; each job pads its input band by band.
+/// (`x` zero outside), then ReLU if asked. Bands of output rows of every image run in
+/// parallel; each pads its input rows once and computes every output channel from them.
 pub(super) fn direct(
     x: &[f32],
     w: &[f32],
@@ -63,94 +63,172 @@ pub(super) fn direct(
     let band = (BAND_BYTES / 4 / (g.c * width).max(1))
         .saturating_sub(g.k - 1)
         .clamp(1, g.output.0.max(1));
+    let cols = g.output.1;
     let mut out = vec![0f32; g.n * g.o * ohw];
-    out.par_chunks_mut(g.o * ohw)
-        .enumerate()
-        .flat_map(|(i, image)| {
-            image
-                .par_chunks_mut(BLOCK * ohw)
-                .enumerate()
-                .map(move |(b, chunk)| (i, b, chunk))
-        })
-        .for_each_init(Vec::new, |pad, (i, b, chunk)| {
-            let image = &x[i * g.c * hw..][..g.c * hw];
-            let weights = &blocked[b * g.c * kk * BLOCK..][..g.c * kk * BLOCK];
-            let mut first = [0f32; BLOCK];
-            let channels = chunk.len() / ohw;
-            if let Some(bias) = bias {
-                first[..channels].copy_from_slice(&bias[b * BLOCK..][..channels]);
+    // Every (image, band) job gets its rows of each output channel's plane.
+    let mut jobs = Vec::new();
+    for (i, image) in out.chunks_mut((g.o * ohw).max(1)).enumerate() {
+        let mut planes: Vec<_> = image
+            .chunks_mut(ohw.max(1))
+            .map(|plane| plane.chunks_mut((band * cols).max(1)))
+            .collect();
+        for y0 in (0..g.output.0).step_by(band) {
+            let rows: Vec<&mut [f32]> = planes.iter_mut().filter_map(Iterator::next).collect();
+            jobs.push((i, y0, rows));
+        }
+    }
+    jobs.into_par_iter().for_each(|(i, y0, mut rows)| {
+        let image = &x[i * g.c * hw..][..g.c * hw];
+        let lines = band.min(g.output.0 - y0);
+        let plane_len = (lines + g.k - 1) * width;
+        with_scratch(g.c * plane_len, |pad| {
+            for (ch, plane) in pad.chunks_exact_mut(plane_len).enumerate() {
+                let src = &image[ch * hw..][..hw];
+                pad_plane(plane, width, src, g.input, (g.q - y0 as isize, g.q));
             }
-            for y0 in (0..g.output.0).step_by(band) {
-                let rows = band.min(g.output.0 - y0);
-                let plane_len = (rows + g.k - 1) * width;
-                pad.resize(g.c * plane_len, 0f32);
-                for (ch, plane) in pad.chunks_exact_mut(plane_len).enumerate() {
-                    let src = &image[ch * hw..][..hw];
-                    pad_plane(plane, width, src, g.input, (g.q - y0 as isize, g.q));
-                }
-                Arch::new().dispatch(Band {
+            arch().dispatch(Band {
+                input: Padded {
                     pad,
                     width,
                     plane_len,
-                    g,
-                    weights,
-                    first,
-                    out: chunk,
-                    rows: y0..y0 + rows,
-                    relu,
-                });
-            }
+                    c: g.c,
+                },
+                g,
+                weights: &blocked,
+                bias,
+                out: &mut rows,
+                lines,
+                relu,
+            });
         });
+    });
     out
 }
 
-/// One band of output rows of one block of output channels.
-struct Band<'a> {
-    pad: &'a [f32],
-    width: usize,
-    plane_len: usize,
+/// One band of output rows, every output channel.
+struct Band<'a, 'b> {
+    input: Padded<'a>,
     g: Direct,
+    /// As [block][c][i][j][t].
     weights: &'a [f32],
-    first: [f32; BLOCK],
-    out: &'a mut [f32],
-    rows: std::ops::Range<usize>,
+    bias: Option<&'a [f32]>,
+    /// The band's rows of each output channel.
+    out: &'a mut [&'b mut [f32]],
+    lines: usize,
     relu: bool,
 }
 
-impl WithSimd for Band<'_> {
+impl WithSimd for Band<'_, '_> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        let (g, lanes) = (self.g, S::F32_LANES);
-        let (k, cols) = (g.k, g.output.1);
-        let ohw = g.output.0 * cols;
-        let channels = self.out.len() / ohw;
-        let zero = simd.splat_f32s(0.0);
-        for (y, out_row) in self.rows.clone().enumerate().map(|(y, r)| (y, r * cols)) {
-            for x0 in (0..cols).step_by(lanes) {
-                let mut acc = self.first.map(|b| simd.splat_f32s(b));
-                for ch in 0..g.c {
-                    let plane = &self.pad[ch * self.plane_len..];
-                    for i in 0..k {
-                        let line = &plane[(y + i) * self.width + x0..];
-                        for j in 0..k {
-                            let v = load::<S>(&line[j..]);
-                            let w = &self.weights[((ch * k + i) * k + j) * BLOCK..][..BLOCK];
-                            for t in 0..BLOCK {
-                                acc[t] = simd.mul_add_e_f32s(simd.splat_f32s(w[t]), v, acc[t]);
-                            }
-                        }
-                    }
+        // A 3 x 3 kernel gets its loops unrolled; on AVX-512 (32 registers) two strips
+        // share each weight broadcast: 16 accumulators.
+        match (self.g.k, S::F32_LANES) {
+            (3, 16) => self.rows::<S, 2>(simd, 3),
+            (3, _) => self.rows::<S, 1>(simd, 3),
+            (k, _) => self.rows::<S, 1>(simd, k),
+        }
+    }
+}
+
+impl Band<'_, '_> {
+    #[inline(always)]
+    fn rows<S: Simd, const R: usize>(self, simd: S, k: usize) {
+        let (g, lanes, input) = (self.g, S::F32_LANES, self.input);
+        let cols = g.output.1;
+        let ckk = g.c * k * k;
+        for (b, out) in self.out.chunks_mut(BLOCK).enumerate() {
+            let weights = &self.weights[b * ckk * BLOCK..][..ckk * BLOCK];
+            let mut first = [0f32; BLOCK];
+            if let Some(bias) = self.bias {
+                first[..out.len()].copy_from_slice(&bias[b * BLOCK..][..out.len()]);
+            }
+            for y in 0..self.lines {
+                let mut x0 = 0;
+                // R strips while they all start inside the row, then one at a time.
+                while x0 + (R - 1) * lanes < cols {
+                    let acc = input.strips::<S, R>(simd, k, y * input.width + x0, weights, first);
+                    store(simd, &acc, out, y * cols + x0, cols - x0, self.relu);
+                    x0 += R * lanes;
                 }
-                let end = (x0 + lanes).min(cols);
-                for (t, &a) in acc.iter().enumerate().take(channels) {
-                    let a = if self.relu { simd.max_f32s(a, zero) } else { a };
-                    let at = t * ohw + out_row;
-                    simd.partial_store_f32s(&mut self.out[at + x0..at + end], a);
+                while x0 < cols {
+                    let acc = input.strips::<S, 1>(simd, k, y * input.width + x0, weights, first);
+                    store(simd, &acc, out, y * cols + x0, cols - x0, self.relu);
+                    x0 += lanes;
                 }
             }
         }
+    }
+}
+
+/// Stores `R` strips of eight channels' accumulators at `at` in `out` (one slice per
+/// channel), at most `room` values of a row, ReLU first if asked.
+#[inline(always)]
+fn store<S: Simd, const R: usize>(
+    simd: S,
+    acc: &[[S::f32s; BLOCK]; R],
+    out: &mut [&mut [f32]],
+    at: usize,
+    room: usize,
+    relu: bool,
+) {
+    let (lanes, zero) = (S::F32_LANES, simd.splat_f32s(0.0));
+    for (r, acc) in acc.iter().enumerate() {
+        let start = r * lanes;
+        if start >= room {
+            break;
+        }
+        let end = (start + lanes).min(room);
+        for (out, &a) in out.iter_mut().zip(acc) {
+            let a = if relu { simd.max_f32s(a, zero) } else { a };
+            simd.partial_store_f32s(&mut out[at + start..at + end], a);
+        }
+    }
+}
+
+/// The padded input band of [`Band`]: `c` planes `plane_len` apart, rows `width` apart.
+#[derive(Clone, Copy)]
+struct Padded<'a> {
+    pad: &'a [f32],
+    width: usize,
+    plane_len: usize,
+    c: usize,
+}
+
+impl Padded<'_> {
+    /// `R` strips side by side from `at` (row and column in each padded plane), eight
+    /// output channels: each weight broadcast once and used `R` times.
+    #[inline(always)]
+    fn strips<S: Simd, const R: usize>(
+        &self,
+        simd: S,
+        k: usize,
+        at: usize,
+        weights: &[f32],
+        first: [f32; BLOCK],
+    ) -> [[S::f32s; BLOCK]; R] {
+        let lanes = S::F32_LANES;
+        let mut acc = [first.map(|b| simd.splat_f32s(b)); R];
+        for ch in 0..self.c {
+            let plane = &self.pad[ch * self.plane_len + at..];
+            for i in 0..k {
+                let line = &plane[i * self.width..][..R * lanes + k - 1];
+                for j in 0..k {
+                    let v: [S::f32s; R] =
+                        std::array::from_fn(|r| load::<S>(&line[j + r * lanes..]));
+                    let w = &weights[((ch * k + i) * k + j) * BLOCK..][..BLOCK];
+                    let w: [S::f32s; BLOCK] = std::array::from_fn(|t| simd.splat_f32s(w[t]));
+                    for (acc, v) in acc.iter_mut().zip(v) {
+                        for (a, w) in acc.iter_mut().zip(w) {
+                            *a = simd.mul_add_e_f32s(w, v, *a);
+                        }
+                    }
+                }
+            }
+        }
+        acc
     }
 }
 
@@ -183,19 +261,32 @@ pub(super) fn direct_kernel_gradient(x: &[f32], dy: &[f32], g: Direct) -> Vec<f3
                         let src = &image[ch * hw..][..hw];
                         pad_plane(plane, width, src, g.input, (g.q - y0 as isize, g.q));
                     }
-                    // The band's output gradient, rows widened by zeros to whole strips.
-                    dy_pad.resize(g.o * rows * wide, 0f32);
-                    for (ch, to) in dy_pad.chunks_exact_mut(rows * wide).enumerate() {
-                        let from = &grad[ch * ohw + y0 * cols..][..rows * cols];
-                        for (t, f) in to.chunks_exact_mut(wide).zip(from.chunks_exact(cols)) {
-                            t[..cols].copy_from_slice(f);
-                            t[cols..].fill(0.0);
+                    // The band's output gradient, rows widened by zeros to whole strips
+                    // and packed per block of eight channels as [y][strip][t][LANES]:
+                    // a strip's eight vectors side by side (zero past channel `o`).
+                    let blocks = g.o.div_ceil(BLOCK);
+                    dy_pad.resize(blocks * BLOCK * rows * wide, 0f32);
+                    for (oc, (b, t)) in (0..blocks * BLOCK).map(|oc| (oc, (oc / BLOCK, oc % BLOCK)))
+                    {
+                        let to = &mut dy_pad[b * BLOCK * rows * wide..][..BLOCK * rows * wide];
+                        for y in 0..rows {
+                            let from = match oc < g.o {
+                                true => &grad[oc * ohw + (y0 + y) * cols..][..cols],
+                                false => &[][..],
+                            };
+                            for x in (0..wide).step_by(LANES) {
+                                let at = ((y * wide + x) * BLOCK + t * LANES)..;
+                                let to = &mut to[at][..LANES];
+                                let from = from.get(x..).unwrap_or(&[]);
+                                let n = from.len().min(LANES);
+                                to[..n].copy_from_slice(&from[..n]);
+                                to[n..].fill(0.0);
+                            }
                         }
                     }
                     for (b, gw) in gw.chunks_mut(BLOCK * ckk).enumerate() {
-                        let channels = gw.len() / ckk;
-                        let dy = &dy_pad[b * BLOCK * rows * wide..][..channels * rows * wide];
-                        Arch::new().dispatch(BandGradient {
+                        let dy = &dy_pad[b * BLOCK * rows * wide..][..BLOCK * rows * wide];
+                        arch().dispatch(BandGradient {
                             pad,
                             width,
                             plane_len,
@@ -226,7 +317,8 @@ struct BandGradient<'a> {
     pad: &'a [f32],
     width: usize,
     plane_len: usize,
-    /// The channels' output gradient, `rows` rows `wide` apart per channel.
+    /// Eight channels' output gradient packed as [y][strip][t][LANES] (zero for the
+    /// channels past `o`), `rows` rows of `wide` columns.
     dy: &'a [f32],
     rows: usize,
     wide: usize,
@@ -240,26 +332,57 @@ impl WithSimd for BandGradient<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        let (g, lanes, k) = (self.g, S::F32_LANES, self.g.k);
+        // A 3 x 3 kernel on AVX-512 (32 registers) takes its three columns at once for
+        // four channels: each output-gradient vector loaded once for three columns, each
+        // input vector once for four channels, twelve accumulators.
+        match (self.g.k, S::F32_LANES) {
+            (3, 16) => self.columns::<S, 3, 4>(simd, 3),
+            (k, _) => self.columns::<S, 1, 8>(simd, k),
+        }
+    }
+}
+
+impl BandGradient<'_> {
+    #[inline(always)]
+    fn columns<S: Simd, const J: usize, const T: usize>(self, simd: S, k: usize) {
+        let (g, lanes) = (self.g, S::F32_LANES);
         let ckk = g.c * k * k;
         let channels = self.gw.len() / ckk;
-        let plane = self.rows * self.wide;
-        for ch in 0..g.c {
-            for i in 0..k {
-                for j in 0..k {
-                    let mut acc = [simd.splat_f32s(0.0); BLOCK];
-                    for y in 0..self.rows {
-                        let line = &self.pad[ch * self.plane_len + (y + i) * self.width + j..];
-                        for x0 in (0..self.wide).step_by(lanes) {
-                            let v = load::<S>(&line[x0..]);
-                            for (t, a) in acc.iter_mut().enumerate().take(channels) {
-                                let d = load::<S>(&self.dy[t * plane + y * self.wide + x0..]);
+        for (ch, i, j0, t0) in (0..g.c).flat_map(|ch| {
+            (0..k).flat_map(move |i| {
+                (0..k)
+                    .step_by(J)
+                    .flat_map(move |j0| (0..BLOCK).step_by(T).map(move |t0| (ch, i, j0, t0)))
+            })
+        }) {
+            {
+                {
+                    let mut acc = [[simd.splat_f32s(0.0); J]; T];
+                    // Rows and strips in one loop, so that the accumulators stay in
+                    // registers from the first strip to the last.
+                    let (mut y, mut x0) = (0, 0);
+                    for _ in 0..self.rows * self.wide / lanes {
+                        let at = ch * self.plane_len + (y + i) * self.width + j0 + x0;
+                        let line = &self.pad[at..][..lanes + J - 1];
+                        let v: [S::f32s; J] = std::array::from_fn(|j| load::<S>(&line[j..]));
+                        let at = (y * self.wide + x0 / LANES * LANES) * BLOCK + x0 % LANES;
+                        let dy = &self.dy[at + t0 * LANES..][..(T - 1) * LANES + lanes];
+                        for (t, acc) in acc.iter_mut().enumerate() {
+                            let d = load::<S>(&dy[t * LANES..]);
+                            for (a, v) in acc.iter_mut().zip(v) {
                                 *a = simd.mul_add_e_f32s(d, v, *a);
                             }
                         }
+                        x0 += lanes;
+                        if x0 == self.wide {
+                            (y, x0) = (y + 1, 0);
+                        }
                     }
-                    for (t, a) in acc.iter().enumerate().take(channels) {
-                        self.gw[t * ckk + (ch * k + i) * k + j] += simd.reduce_sum_f32s(*a);
+                    for (t, acc) in (t0..).zip(&acc).take(channels.saturating_sub(t0)) {
+                        for (j, a) in acc.iter().enumerate() {
+                            self.gw[t * ckk + (ch * k + i) * k + j0 + j] +=
+                                simd.reduce_sum_f32s(*a);
+                        }
                     }
                 }
             }
