@@ -343,45 +343,42 @@ impl WithSimd for BandGradient<'_> {
 }
 
 impl BandGradient<'_> {
+    /// The band's sums for `J` kernel columns of `T` channels at a time.
     #[inline(always)]
     fn columns<S: Simd, const J: usize, const T: usize>(self, simd: S, k: usize) {
         let (g, lanes) = (self.g, S::F32_LANES);
         let ckk = g.c * k * k;
         let channels = self.gw.len() / ckk;
-        for (ch, i, j0, t0) in (0..g.c).flat_map(|ch| {
-            (0..k).flat_map(move |i| {
-                (0..k)
-                    .step_by(J)
-                    .flat_map(move |j0| (0..BLOCK).step_by(T).map(move |t0| (ch, i, j0, t0)))
-            })
-        }) {
-            {
-                {
-                    let mut acc = [[simd.splat_f32s(0.0); J]; T];
-                    // Rows and strips in one loop, so that the accumulators stay in
-                    // registers from the first strip to the last.
-                    let (mut y, mut x0) = (0, 0);
-                    for _ in 0..self.rows * self.wide / lanes {
-                        let at = ch * self.plane_len + (y + i) * self.width + j0 + x0;
-                        let line = &self.pad[at..][..lanes + J - 1];
-                        let v: [S::f32s; J] = std::array::from_fn(|j| load::<S>(&line[j..]));
-                        let at = (y * self.wide + x0 / LANES * LANES) * BLOCK + x0 % LANES;
-                        let dy = &self.dy[at + t0 * LANES..][..(T - 1) * LANES + lanes];
-                        for (t, acc) in acc.iter_mut().enumerate() {
-                            let d = load::<S>(&dy[t * LANES..]);
-                            for (a, v) in acc.iter_mut().zip(v) {
-                                *a = simd.mul_add_e_f32s(d, v, *a);
+        for ch in 0..g.c {
+            for i in 0..k {
+                for j0 in (0..k).step_by(J) {
+                    for t0 in (0..BLOCK).step_by(T) {
+                        let mut acc = [[simd.splat_f32s(0.0); J]; T];
+                        // Rows and strips in one loop, so that the accumulators stay in
+                        // registers from the first strip to the last.
+                        let (mut y, mut x0) = (0, 0);
+                        for _ in 0..self.rows * self.wide / lanes {
+                            let at = ch * self.plane_len + (y + i) * self.width + j0 + x0;
+                            let line = &self.pad[at..][..lanes + J - 1];
+                            let v: [S::f32s; J] = std::array::from_fn(|j| load::<S>(&line[j..]));
+                            let at = (y * self.wide + x0 / LANES * LANES) * BLOCK + x0 % LANES;
+                            let dy = &self.dy[at + t0 * LANES..][..(T - 1) * LANES + lanes];
+                            for (t, acc) in acc.iter_mut().enumerate() {
+                                let d = load::<S>(&dy[t * LANES..]);
+                                for (a, v) in acc.iter_mut().zip(v) {
+                                    *a = simd.mul_add_e_f32s(d, v, *a);
+                                }
+                            }
+                            x0 += lanes;
+                            if x0 == self.wide {
+                                (y, x0) = (y + 1, 0);
                             }
                         }
-                        x0 += lanes;
-                        if x0 == self.wide {
-                            (y, x0) = (y + 1, 0);
-                        }
-                    }
-                    for (t, acc) in (t0..).zip(&acc).take(channels.saturating_sub(t0)) {
-                        for (j, a) in acc.iter().enumerate() {
-                            self.gw[t * ckk + (ch * k + i) * k + j0 + j] +=
-                                simd.reduce_sum_f32s(*a);
+                        for (t, acc) in (t0..).zip(&acc).take(channels.saturating_sub(t0)) {
+                            for (j, a) in acc.iter().enumerate() {
+                                self.gw[t * ckk + (ch * k + i) * k + j0 + j] +=
+                                    simd.reduce_sum_f32s(*a);
+                            }
                         }
                     }
                 }
