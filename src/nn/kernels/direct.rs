@@ -266,21 +266,21 @@ pub(super) fn direct_kernel_gradient(x: &[f32], dy: &[f32], g: Direct) -> Vec<f3
                     // a strip's eight vectors side by side (zero past channel `o`).
                     let blocks = g.o.div_ceil(BLOCK);
                     dy_pad.resize(blocks * BLOCK * rows * wide, 0f32);
-                    for (oc, (b, t)) in (0..blocks * BLOCK).map(|oc| (oc, (oc / BLOCK, oc % BLOCK)))
-                    {
-                        let to = &mut dy_pad[b * BLOCK * rows * wide..][..BLOCK * rows * wide];
-                        for y in 0..rows {
-                            let from = match oc < g.o {
-                                true => &grad[oc * ohw + (y0 + y) * cols..][..cols],
-                                false => &[][..],
-                            };
-                            for x in (0..wide).step_by(LANES) {
-                                let at = ((y * wide + x) * BLOCK + t * LANES)..;
-                                let to = &mut to[at][..LANES];
-                                let from = from.get(x..).unwrap_or(&[]);
-                                let n = from.len().min(LANES);
-                                to[..n].copy_from_slice(&from[..n]);
-                                to[n..].fill(0.0);
+                    for (b, to) in dy_pad.chunks_exact_mut(BLOCK * rows * wide).enumerate() {
+                        for (t, oc) in (b * BLOCK..(b + 1) * BLOCK).enumerate() {
+                            for y in 0..rows {
+                                let from = match oc < g.o {
+                                    true => &grad[oc * ohw + (y0 + y) * cols..][..cols],
+                                    false => &[][..],
+                                };
+                                for x in (0..wide).step_by(LANES) {
+                                    let at = (y * wide + x) * BLOCK + t * LANES;
+                                    let to = &mut to[at..][..LANES];
+                                    let from = from.get(x..).unwrap_or(&[]);
+                                    let n = from.len().min(LANES);
+                                    to[..n].copy_from_slice(&from[..n]);
+                                    to[n..].fill(0.0);
+                                }
                             }
                         }
                     }
