@@ -11,18 +11,25 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
+use cxr::distribute::Strategy;
 use cxr::nn::modules::{Rescaling, batch_norm, conv2d_same, max_pool2d, separable_conv2d};
 use cxr::nn::{BatchNormConfig, SeparableConv2dConfig};
 
 const REPEATS: usize = 5;
 
-/// Mean seconds of `f` over [`REPEATS`] runs after one warm-up.
-fn seconds(mut f: impl FnMut() -> candle_core::Result<()>) -> candle_core::Result<f64> {
+/// Mean seconds of `f` over [`REPEATS`] runs after one warm-up, until `device` has
+/// finished them (a GPU works asynchronously).
+fn seconds(
+    device: &Device,
+    mut f: impl FnMut() -> candle_core::Result<()>,
+) -> candle_core::Result<f64> {
     f()?;
+    device.synchronize()?;
     let start = Instant::now();
     for _ in 0..REPEATS {
         f()?;
     }
+    device.synchronize()?;
     Ok(start.elapsed().as_secs_f64() / REPEATS as f64)
 }
 
@@ -31,37 +38,41 @@ fn time(
     name: &str,
     shape: (usize, usize, usize, usize),
     layer: &dyn Fn(&Tensor) -> candle_core::Result<Tensor>,
-    total: &mut (f64, f64),
+    (device, total): (&Device, &mut (f64, f64)),
 ) -> candle_core::Result<()> {
-    let x = Var::from_tensor(&Tensor::rand(0f32, 1f32, shape, &Device::Cpu)?)?;
-    let forward = seconds(|| layer(&x).map(|_| ()))?;
+    let x = Var::from_tensor(&Tensor::rand(0f32, 1f32, shape, device)?)?;
+    let forward = seconds(device, || layer(&x).map(|_| ()))?;
     let y = layer(&x)?;
-    let mix = Tensor::rand(0f32, 1f32, y.shape(), &Device::Cpu)?;
-    let both = seconds(|| {
+    let mix = Tensor::rand(0f32, 1f32, y.shape(), device)?;
+    let both = seconds(device, || {
         let y = layer(&x)?;
         (y * &mix)?.sum_all()?.backward().map(|_| ())
     })?;
     // The loss itself (a product, a sum and their backward pass) timed alone at the
     // output's shape, and taken off.
     let z = Var::from_tensor(&y)?;
-    let loss = seconds(|| (z.as_tensor() * &mix)?.sum_all()?.backward().map(|_| ()))?;
+    let loss = seconds(device, || {
+        (z.as_tensor() * &mix)?.sum_all()?.backward().map(|_| ())
+    })?;
     let backward = (both - forward - loss).max(0.0);
     total.0 += forward;
     total.1 += backward;
     println!(
-        "{name:<44} {:>8.1} ms forward {:>8.1} ms backward",
+        "{name:<44} {:>8.2} ms forward {:>8.2} ms backward",
         forward * 1e3,
         backward * 1e3
     );
     Ok(())
 }
 
-fn main() -> candle_core::Result<()> {
+fn main() -> cxr::Result<()> {
     let n = 25;
+    let spec = std::env::var("DEVICE").unwrap_or_else(|_| "cpu".into());
+    let device = &Strategy::parse(&spec)?.devices()[0].clone();
     let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
     let mut total = (0.0, 0.0);
-    println!("tutorial CNN layers, batch {n}, {REPEATS} runs each");
+    println!("tutorial CNN layers ({spec}), batch {n}, {REPEATS} runs each");
     let rescale = Rescaling {
         scale: 1.0 / 255.0,
         offset: 0.0,
@@ -70,27 +81,27 @@ fn main() -> candle_core::Result<()> {
         "rescaling 3 x 180 x 180",
         (n, 3, 180, 180),
         &|x| x.apply(&rescale),
-        &mut total,
+        (device, &mut total),
     )?;
     let conv1 = conv2d_same(3, 16, 3, vb.pp("conv1"))?.with_relu();
     time(
         "conv + relu 3 -> 16, 180 x 180",
         (n, 3, 180, 180),
         &|x| conv1.forward(x),
-        &mut total,
+        (device, &mut total),
     )?;
     let conv2 = conv2d_same(16, 16, 3, vb.pp("conv2"))?.with_relu();
     time(
         "conv + relu 16 -> 16, 180 x 180",
         (n, 16, 180, 180),
         &|x| conv2.forward(x),
-        &mut total,
+        (device, &mut total),
     )?;
     time(
         "max-pool 16 x 180 x 180",
         (n, 16, 180, 180),
         &|x| max_pool2d(x, 2),
-        &mut total,
+        (device, &mut total),
     )?;
     let mut size = 90;
     let mut c = 16;
@@ -107,31 +118,31 @@ fn main() -> candle_core::Result<()> {
             &format!("separable + relu {c} -> {f}, {at}"),
             (n, c, size, size),
             &|x| sep1.forward(x),
-            &mut total,
+            (device, &mut total),
         )?;
         time(
             &format!("separable + relu {f} -> {f}, {at}"),
             (n, f, size, size),
             &|x| sep2.forward(x),
-            &mut total,
+            (device, &mut total),
         )?;
         time(
             &format!("batch norm (training) {f} x {at}"),
             (n, f, size, size),
             &|x| bn.forward_t(x, true),
-            &mut total,
+            (device, &mut total),
         )?;
         time(
             &format!("max-pool {f} x {at}"),
             (n, f, size, size),
             &|x| max_pool2d(x, 2),
-            &mut total,
+            (device, &mut total),
         )?;
         size /= 2;
         c = f;
     }
     println!(
-        "{:<44} {:>8.1} ms forward {:>8.1} ms backward",
+        "{:<44} {:>8.2} ms forward {:>8.2} ms backward",
         "sum of the layers above",
         total.0 * 1e3,
         total.1 * 1e3

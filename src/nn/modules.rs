@@ -158,7 +158,11 @@ pub fn dropout(rate: f32, seed: u64, vb: VarBuilder) -> Result<Dropout> {
     if !(0.0..1.0).contains(&rate) {
         candle_core::bail!("dropout needs a rate in 0..1, got {rate}");
     }
-    let step = vb.get_with_hints(1, RNG_STEP, Init::Const(0.0))?;
+    // The counter stays in host memory whatever the model's device: each training call
+    // reads it, and on a GPU that read would wait for every queued kernel.
+    let step =
+        vb.set_device(candle_core::Device::Cpu)
+            .get_with_hints(1, RNG_STEP, Init::Const(0.0))?;
     Ok(Dropout {
         rate,
         seed,

@@ -15,6 +15,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
 use super::schedule::LearningRateSchedule;
+use crate::nn::kernels::{AdamStep, adam_update};
 use crate::{Error, Result};
 
 /// What `Trainer::compile` takes as `optimizer=`: made without variables, bound to the
@@ -145,13 +146,13 @@ impl Optimizer for Adam {
             let Some(g) = grads.get(&slot.var) else {
                 continue;
             };
-            let m = (slot.m.as_tensor() + ((g - slot.m.as_tensor())? * (1.0 - self.beta_1))?)?;
-            let v =
-                (slot.v.as_tensor() + ((g.sqr()? - slot.v.as_tensor())? * (1.0 - self.beta_2))?)?;
-            let update = ((&m / (v.sqrt()? + self.epsilon)?)? * alpha)?;
-            slot.var.set(&(slot.var.as_tensor() - update)?)?;
-            slot.m.set(&m)?;
-            slot.v.set(&v)?;
+            let step = AdamStep {
+                beta_1: self.beta_1,
+                beta_2: self.beta_2,
+                alpha,
+                epsilon: self.epsilon,
+            };
+            adam_update(&slot.var, &slot.m, &slot.v, g, step)?;
         }
         Ok(())
     }

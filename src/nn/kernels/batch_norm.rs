@@ -85,7 +85,6 @@ impl CustomOp3 for BatchNormTrain {
         _y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let c = gamma.elem_count();
         let packed = x.contiguous()?.apply_op3_no_bwd(
             &gamma.contiguous()?,
             &grad.contiguous()?,
@@ -94,15 +93,22 @@ impl CustomOp3 for BatchNormTrain {
                 stats: self.stats.clone(),
             },
         )?;
-        let dx = packed.narrow(0, 0, x.elem_count())?.reshape(x.shape())?;
-        let dgamma = packed
-            .narrow(0, x.elem_count(), c)?
-            .reshape(gamma.shape())?;
-        let dbeta = packed
-            .narrow(0, x.elem_count() + c, c)?
-            .reshape(gamma.shape())?;
-        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+        unpack(&packed, x, gamma)
     }
+}
+
+/// The three gradients out of the backward kernels' one vector: `dx`, `dgamma`, `dbeta`.
+#[allow(clippy::type_complexity)]
+fn unpack(
+    packed: &Tensor,
+    x: &Tensor,
+    gamma: &Tensor,
+) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let (len, c) = (x.elem_count(), gamma.elem_count());
+    let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
+    let dgamma = packed.narrow(0, len, c)?.reshape(gamma.shape())?;
+    let dbeta = packed.narrow(0, len + c, c)?.reshape(gamma.shape())?;
+    Ok((Some(dx), Some(dgamma), Some(dbeta)))
 }
 
 /// The gradients of [`BatchNormTrain`], packed into one vector: `dx`, then `dgamma`,
@@ -194,6 +200,10 @@ pub fn batch_norm_train(
         && x.dtype() == DType::F32
         && gamma.dtype() == DType::F32
         && beta.dtype() == DType::F32;
+    #[cfg(feature = "cuda")]
+    if on_gpu(&[x, gamma, beta]) {
+        return gpu::batch_norm_train(x, gamma, beta, eps);
+    }
     let (n, c, plane) = planes(x.shape())?;
     if !fusable {
         // Per channel over every other axis: channels first, the rest flat.
@@ -226,4 +236,227 @@ pub fn batch_norm_train(
         Tensor::from_vec(mean, c, dev)?,
         Tensor::from_vec(var, c, dev)?,
     ))
+}
+
+/// The CUDA half: the statistics in one block per channel (sums in f64) into a tensor
+/// that the forward and backward kernels read on the GPU; the backward pass as one
+/// kernel for the per-channel sums and one for `dx`, into the same packed vector as on
+/// the CPU.
+#[cfg(feature = "cuda")]
+mod gpu {
+    use candle_core::{
+        CpuStorage, CudaStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor,
+    };
+
+    use super::super::cuda::{blocks, grid, launch, output, view, with_storage};
+    use super::{planes, unpack};
+
+    pub(super) fn batch_norm_train(
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        eps: f64,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let x = x.contiguous()?;
+        let stats = x.apply_op1_no_bwd(&Stats)?;
+        let op = Train {
+            eps,
+            stats: stats.clone(),
+        };
+        let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+        Ok((y, stats.get(0)?, stats.get(1)?))
+    }
+
+    /// `(2, C)`: each channel's mean, then its biased variance.
+    struct Stats;
+
+    impl CustomOp1 for Stats {
+        fn name(&self) -> &'static str {
+            "cxr-batch-norm-stats"
+        }
+
+        fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+            candle_core::bail!("the CUDA batch norm ran on the CPU")
+        }
+
+        fn cuda_fwd(&self, xs: &CudaStorage, xl: &Layout) -> Result<(CudaStorage, Shape)> {
+            let dev = &xs.device;
+            let (n, c, plane) = planes(xl.shape())?;
+            let x = view(xs, xl)?;
+            let stats = output(dev, 2 * c)?;
+            let [n32, c32, plane32] = [n, c, plane].map(|v| v as i32);
+            let cfg = blocks(c, 1);
+            launch!(
+                dev,
+                "batch_norm_stats",
+                cfg,
+                &x,
+                &stats,
+                &n32,
+                &c32,
+                &plane32
+            )?;
+            Ok((
+                CudaStorage::wrap_cuda_slice(stats, dev.clone()),
+                Shape::from((2, c)),
+            ))
+        }
+    }
+
+    struct Train {
+        eps: f64,
+        stats: Tensor,
+    }
+
+    impl CustomOp3 for Train {
+        fn name(&self) -> &'static str {
+            "cxr-batch-norm"
+        }
+
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            candle_core::bail!("the CUDA batch norm ran on the CPU")
+        }
+
+        fn cuda_fwd(
+            &self,
+            xs: &CudaStorage,
+            xl: &Layout,
+            gs: &CudaStorage,
+            gl: &Layout,
+            bs: &CudaStorage,
+            bl: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            let dev = &xs.device;
+            let (_, c, plane) = planes(xl.shape())?;
+            let (x, gamma, beta) = (view(xs, xl)?, view(gs, gl)?, view(bs, bl)?);
+            let total = xl.shape().elem_count();
+            let y = output(dev, total)?;
+            with_storage(&self.stats, |ss, sl| {
+                let stats = view(ss, sl)?;
+                let (total64, c32, plane32) = (total as i64, c as i32, plane as i32);
+                let cfg = grid(total);
+                launch!(
+                    dev,
+                    "batch_norm_forward",
+                    cfg,
+                    &x,
+                    &gamma,
+                    &beta,
+                    &stats,
+                    &y,
+                    &total64,
+                    &c32,
+                    &plane32,
+                    &self.eps
+                )
+            })?;
+            Ok((
+                CudaStorage::wrap_cuda_slice(y, dev.clone()),
+                xl.shape().clone(),
+            ))
+        }
+
+        fn bwd(
+            &self,
+            x: &Tensor,
+            gamma: &Tensor,
+            _beta: &Tensor,
+            _y: &Tensor,
+            grad: &Tensor,
+        ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+            let op = Backward {
+                eps: self.eps,
+                stats: self.stats.clone(),
+            };
+            let packed = x.apply_op3_no_bwd(gamma, &grad.contiguous()?, &op)?;
+            unpack(&packed, x, gamma)
+        }
+    }
+
+    /// `dx`, `dgamma`, `dbeta` packed into one vector, as the CPU's backward op packs them.
+    struct Backward {
+        eps: f64,
+        stats: Tensor,
+    }
+
+    impl CustomOp3 for Backward {
+        fn name(&self) -> &'static str {
+            "cxr-batch-norm-backward"
+        }
+
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            candle_core::bail!("the CUDA batch norm ran on the CPU")
+        }
+
+        fn cuda_fwd(
+            &self,
+            xs: &CudaStorage,
+            xl: &Layout,
+            gs: &CudaStorage,
+            gl: &Layout,
+            ds: &CudaStorage,
+            dl: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            let dev = &xs.device;
+            let (n, c, plane) = planes(xl.shape())?;
+            let (x, gamma, dy) = (view(xs, xl)?, view(gs, gl)?, view(ds, dl)?);
+            let total = xl.shape().elem_count();
+            let out = output(dev, total + 2 * c)?;
+            with_storage(&self.stats, |ss, sl| {
+                let stats = view(ss, sl)?;
+                let (total64, eps) = (total as i64, self.eps);
+                let [n32, c32, plane32] = [n, c, plane].map(|v| v as i32);
+                launch!(
+                    dev,
+                    "batch_norm_backward_sums",
+                    blocks(c, 1),
+                    &x,
+                    &dy,
+                    &stats,
+                    &out,
+                    &total64,
+                    &n32,
+                    &c32,
+                    &plane32,
+                    &eps
+                )?;
+                launch!(
+                    dev,
+                    "batch_norm_backward_dx",
+                    grid(total),
+                    &x,
+                    &dy,
+                    &gamma,
+                    &stats,
+                    &out,
+                    &total64,
+                    &n32,
+                    &c32,
+                    &plane32,
+                    &eps
+                )
+            })?;
+            let len = total + 2 * c;
+            Ok((
+                CudaStorage::wrap_cuda_slice(out, dev.clone()),
+                Shape::from(len),
+            ))
+        }
+    }
 }

@@ -39,6 +39,20 @@ impl CustomOp3 for WithGradients {
         Ok((values, layout.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+        output: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        Ok((output.try_clone(layout)?, layout.shape().clone()))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -307,4 +321,13 @@ pub(super) fn planes(shape: &Shape) -> Result<(usize, usize, usize)> {
         candle_core::bail!("batch norm needs (N, C, ...) input, got {dims:?}");
     }
     Ok((dims[0], dims[1], dims[2..].iter().product()))
+}
+
+/// Whether `tensors` are all `f32` on a CUDA device, where the kernels' CUDA halves run
+/// (always false in a build without the `cuda` feature).
+pub(super) fn on_gpu(tensors: &[&Tensor]) -> bool {
+    cfg!(feature = "cuda")
+        && tensors
+            .iter()
+            .all(|t| t.device().is_cuda() && t.dtype() == candle_core::DType::F32)
 }

@@ -68,6 +68,19 @@ fn conv2d_act(
         };
         return x.apply_op3(w, bias, Im2colConv { padding, relu });
     }
+    // On a GPU, few input channels: direct kernels (candle's im2col copies every input
+    // value k² times, and its gradients go through a scalar transposed convolution).
+    #[cfg(feature = "cuda")]
+    if on_gpu(&[x, w])
+        && wc == c
+        && k == kw
+        && matches!(k, 1 | 3 | 5)
+        && c * k * k <= 256
+        && h + 2 * padding >= k
+        && width + 2 * padding >= k
+    {
+        return bias_relu(gpu::conv2d(x, w, padding)?, bias, relu);
+    }
     bias_relu(conv2d_candle(x, w, padding)?, bias, relu)
 }
 
@@ -82,10 +95,13 @@ fn bias_relu(y: Tensor, bias: Option<&Tensor>, relu: bool) -> Result<Tensor> {
 }
 
 /// candle's convolution, with the input gradient taken as a convolution where candle
-/// would run its `conv_transpose2d` loop (f64 tensors on the CPU).
+/// would run its `conv_transpose2d` loop (f64 tensors on the CPU, and `f32` on a GPU,
+/// where candle's `conv_transpose2d` is one thread per value looping over every
+/// channel, and the convolution an im2col and a cuBLAS product).
 fn conv2d_candle(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
     let float = matches!(x.dtype(), DType::F32 | DType::F64);
-    if !x.device().is_cpu() || !float || !(x.track_op() || w.track_op()) {
+    let here = (x.device().is_cpu() && float) || on_gpu(&[x, w]);
+    if !here || !(x.track_op() || w.track_op()) {
         return x.conv2d(w, padding, 1, 1, 1);
     }
     let output = x.detach().conv2d(&w.detach(), padding, 1, 1, 1)?;
@@ -599,4 +615,229 @@ fn pointwise_act(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, relu: bool) -> R
     let w2 = w.reshape((o, c))?;
     let y = w2.broadcast_matmul(&x.reshape((n, c, h * width))?)?;
     bias_relu(y.reshape((n, o, h, width))?, bias, relu)
+}
+
+/// The CUDA half for few input channels: `conv_direct` (a tile of outputs for sixteen
+/// output channels per block, inputs and weights through shared memory) forward and,
+/// with the kernel turned and transposed, for the input gradient; the kernel gradient
+/// summed per band of rows and the bands added in order.
+#[cfg(feature = "cuda")]
+mod gpu {
+    use candle_core::Tensor;
+    use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig};
+    use candle_core::{CpuStorage, CudaDevice, CudaStorage, CustomOp2, Layout, Result, Shape};
+
+    use super::super::cuda::{THREADS, grid, launch, output, view};
+
+    pub(super) fn conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
+        x.contiguous()?
+            .apply_op2(&w.contiguous()?, Conv { padding })
+    }
+
+    /// `out (n, o, ho, wo)` from `input (n, c, h, w)` and the weights, turned and
+    /// transposed with `flip`.
+    struct Direct<'a> {
+        input: CudaView<'a, f32>,
+        weights: CudaView<'a, f32>,
+        input_shape: (usize, usize, usize, usize),
+        o: usize,
+        k: usize,
+        padding: usize,
+        flip: bool,
+    }
+
+    impl Direct<'_> {
+        fn run(&self, dev: &CudaDevice) -> Result<(CudaSlice<f32>, Shape)> {
+            let (n, c, h, w) = self.input_shape;
+            let (o, k, p) = (self.o, self.k, self.padding);
+            let (ho, wo) = (h + 2 * p + 1 - k, w + 2 * p + 1 - k);
+            let out = output(dev, n * o * ho * wo)?;
+            let cfg = LaunchConfig {
+                grid_dim: (
+                    wo.div_ceil(32) as u32,
+                    ho.div_ceil(8) as u32,
+                    (n * o.div_ceil(16)) as u32,
+                ),
+                block_dim: (32, 8, 1),
+                shared_mem_bytes: 0,
+            };
+            let [n32, c32, h32, w32, o32, p32, ho32, wo32, flip] =
+                [n, c, h, w, o, p, ho, wo, self.flip as usize].map(|v| v as i32);
+            let name = format!("conv_direct_{k}");
+            let (x, wt) = (&self.input, &self.weights);
+            launch!(
+                dev, &name, cfg, x, wt, &out, &n32, &c32, &h32, &w32, &o32, &p32, &ho32, &wo32,
+                &flip
+            )?;
+            Ok((out, Shape::from((n, o, ho, wo))))
+        }
+    }
+
+    struct Conv {
+        padding: usize,
+    }
+
+    impl CustomOp2 for Conv {
+        fn name(&self) -> &'static str {
+            "cxr-conv-direct"
+        }
+
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            candle_core::bail!("the CUDA convolution ran on the CPU")
+        }
+
+        fn cuda_fwd(
+            &self,
+            xs: &CudaStorage,
+            xl: &Layout,
+            ws: &CudaStorage,
+            wl: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            let (o, _, k, _) = wl.shape().dims4()?;
+            let (y, shape) = Direct {
+                input: view(xs, xl)?,
+                weights: view(ws, wl)?,
+                input_shape: xl.shape().dims4()?,
+                o,
+                k,
+                padding: self.padding,
+                flip: false,
+            }
+            .run(&xs.device)?;
+            Ok((CudaStorage::wrap_cuda_slice(y, xs.device.clone()), shape))
+        }
+
+        fn bwd(
+            &self,
+            x: &Tensor,
+            w: &Tensor,
+            _y: &Tensor,
+            grad: &Tensor,
+        ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+            let grad = grad.contiguous()?;
+            let p = self.padding;
+            let gx = match x.track_op() {
+                true => Some(grad.apply_op2_no_bwd(w, &InputGrad { padding: p })?),
+                false => None,
+            };
+            Ok((
+                gx,
+                Some(x.apply_op2_no_bwd(&grad, &WeightGrad { padding: p })?),
+            ))
+        }
+    }
+
+    /// The input gradient: the output gradient convolved with the kernel turned 180
+    /// degrees and its channels transposed, padded by `k - 1 - padding`.
+    struct InputGrad {
+        padding: usize,
+    }
+
+    impl CustomOp2 for InputGrad {
+        fn name(&self) -> &'static str {
+            "cxr-conv-direct-input-grad"
+        }
+
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            candle_core::bail!("the CUDA convolution ran on the CPU")
+        }
+
+        fn cuda_fwd(
+            &self,
+            ds: &CudaStorage,
+            dl: &Layout,
+            ws: &CudaStorage,
+            wl: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            let (_, c, k, _) = wl.shape().dims4()?;
+            let (dx, shape) = Direct {
+                input: view(ds, dl)?,
+                weights: view(ws, wl)?,
+                input_shape: dl.shape().dims4()?,
+                o: c,
+                k,
+                padding: k - 1 - self.padding,
+                flip: true,
+            }
+            .run(&ds.device)?;
+            Ok((CudaStorage::wrap_cuda_slice(dx, ds.device.clone()), shape))
+        }
+    }
+
+    /// The kernel gradient, from the input and the output gradient.
+    struct WeightGrad {
+        padding: usize,
+    }
+
+    /// Output rows per block of the kernel gradient's first stage.
+    const BAND: usize = 16;
+
+    impl CustomOp2 for WeightGrad {
+        fn name(&self) -> &'static str {
+            "cxr-conv-direct-weight-grad"
+        }
+
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            candle_core::bail!("the CUDA convolution ran on the CPU")
+        }
+
+        fn cuda_fwd(
+            &self,
+            xs: &CudaStorage,
+            xl: &Layout,
+            ds: &CudaStorage,
+            dl: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            let dev = &xs.device;
+            let (n, c, h, w) = xl.shape().dims4()?;
+            let (_, o, ho, wo) = dl.shape().dims4()?;
+            let k = h + 2 * self.padding + 1 - ho;
+            let (x, dy) = (view(xs, xl)?, view(ds, dl)?);
+            let (rows, bands) = (o * c * k * k, ho.div_ceil(BAND));
+            let partial = output(dev, n * bands * rows)?;
+            let cfg = LaunchConfig {
+                grid_dim: (n as u32, bands as u32, 1),
+                block_dim: (THREADS, 1, 1),
+                shared_mem_bytes: THREADS * (k * k * 4) as u32,
+            };
+            let [n32, c32, h32, w32, o32, p32, ho32, wo32, band] =
+                [n, c, h, w, o, self.padding, ho, wo, BAND].map(|v| v as i32);
+            let name = format!("conv_weight_grad_parts_{k}");
+            launch!(
+                dev, &name, cfg, &x, &dy, &partial, &n32, &c32, &h32, &w32, &o32, &p32, &ho32,
+                &wo32, &band
+            )?;
+            let gw = output(dev, rows)?;
+            let (rows32, parts) = (rows as i32, (n * bands) as i32);
+            launch!(
+                dev,
+                "sum_blocks",
+                grid(rows),
+                &partial,
+                &gw,
+                &rows32,
+                &parts
+            )?;
+            let shape = Shape::from((o, c, k, k));
+            Ok((CudaStorage::wrap_cuda_slice(gw, dev.clone()), shape))
+        }
+    }
 }

@@ -19,7 +19,11 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor
         && w.dims4()? == (c, 1, k, k)
         && h + 2 * padding >= k
         && width + 2 * padding >= k;
-    if direct {
+    // On a GPU: the kernel sizes kernels.cu is built for.
+    let gpu = on_gpu(&[x, w]) && matches!(k, 1 | 3 | 5 | 7);
+    if direct
+        || (gpu && w.dims4()? == (c, 1, k, k) && h + 2 * padding >= k && width + 2 * padding >= k)
+    {
         return x
             .contiguous()?
             .apply_op2(&w.contiguous()?, Depthwise { padding });
@@ -370,6 +374,19 @@ impl CustomOp2 for Depthwise {
         Ok((storage, shape))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+        ws: &candle_core::CudaStorage,
+        wl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let g = self.geometry(xl.shape(), wl.shape())?;
+        let y = gpu::forward(xs, xl, ws, wl, g, self.padding)?;
+        Ok((y, Shape::from((g.n, g.c, g.output.0, g.output.1))))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -380,6 +397,18 @@ impl CustomOp2 for Depthwise {
         let g = self.geometry(x.shape(), w.shape())?;
         let grad = grad.contiguous()?;
         let want_gx = x.track_op();
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() {
+            let p = self.padding;
+            let gx = match want_gx {
+                true => Some(grad.apply_op2_no_bwd(w, &gpu::InputGrad { g, p })?),
+                false => None,
+            };
+            return Ok((
+                gx,
+                Some(x.apply_op2_no_bwd(&grad, &gpu::KernelGrad { g, p })?),
+            ));
+        }
         let (gx, gw) = match x.dtype() {
             DType::F32 => {
                 let (xv, wv, dy) = (Values::of(x)?, Values::of(w)?, Values::of(&grad)?);
@@ -397,5 +426,165 @@ impl CustomOp2 for Depthwise {
             false => None,
         };
         Ok((gx, Some(gw.reshape(w.shape())?)))
+    }
+}
+
+/// The CUDA half: `kernels.cu`'s `depthwise_*` kernels, one thread per output value,
+/// the kernel gradient summed per channel in parts and the parts added in order.
+#[cfg(feature = "cuda")]
+mod gpu {
+    use candle_core::{CpuStorage, CudaStorage, CustomOp2, Layout, Result, Shape};
+
+    use super::super::cuda::{blocks, grid, launch, output, view};
+    use super::Geometry;
+
+    /// The numbers every depthwise kernel takes after its buffers, as C `int`s.
+    fn sizes(g: Geometry, p: usize) -> [i32; 8] {
+        let (n, c, (h, w), (ho, wo)) = (g.n, g.c, g.input, g.output);
+        [n, c, h, w, p, ho, wo, 0].map(|v| v as i32)
+    }
+
+    pub(super) fn forward(
+        xs: &CudaStorage,
+        xl: &Layout,
+        ws: &CudaStorage,
+        wl: &Layout,
+        g: Geometry,
+        p: usize,
+    ) -> Result<CudaStorage> {
+        let dev = &xs.device;
+        let (x, w) = (view(xs, xl)?, view(ws, wl)?);
+        let len = g.n * g.c * g.output.0 * g.output.1;
+        let y = output(dev, len)?;
+        let [n, c, h, wd, p, ho, wo, _] = sizes(g, p);
+        let name = format!("depthwise_forward_{}", g.k);
+        launch!(
+            dev,
+            &name,
+            grid(len),
+            &x,
+            &w,
+            &y,
+            &n,
+            &c,
+            &h,
+            &wd,
+            &p,
+            &ho,
+            &wo
+        )?;
+        Ok(CudaStorage::wrap_cuda_slice(y, dev.clone()))
+    }
+
+    /// The input gradient, from the output gradient and the kernel.
+    pub(super) struct InputGrad {
+        pub(super) g: Geometry,
+        pub(super) p: usize,
+    }
+
+    impl CustomOp2 for InputGrad {
+        fn name(&self) -> &'static str {
+            "cxr-depthwise-input-grad"
+        }
+
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            candle_core::bail!("the CUDA depthwise gradient ran on the CPU")
+        }
+
+        fn cuda_fwd(
+            &self,
+            ds: &CudaStorage,
+            dl: &Layout,
+            ws: &CudaStorage,
+            wl: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            let (dev, g) = (&ds.device, self.g);
+            let (dy, w) = (view(ds, dl)?, view(ws, wl)?);
+            let len = g.n * g.c * g.input.0 * g.input.1;
+            let dx = output(dev, len)?;
+            let [n, c, h, wd, p, ho, wo, _] = sizes(g, self.p);
+            let name = format!("depthwise_input_grad_{}", g.k);
+            launch!(
+                dev,
+                &name,
+                grid(len),
+                &dy,
+                &w,
+                &dx,
+                &n,
+                &c,
+                &h,
+                &wd,
+                &p,
+                &ho,
+                &wo
+            )?;
+            let shape = Shape::from((g.n, g.c, g.input.0, g.input.1));
+            Ok((CudaStorage::wrap_cuda_slice(dx, dev.clone()), shape))
+        }
+    }
+
+    /// The kernel gradient, from the input and the output gradient.
+    pub(super) struct KernelGrad {
+        pub(super) g: Geometry,
+        pub(super) p: usize,
+    }
+
+    impl CustomOp2 for KernelGrad {
+        fn name(&self) -> &'static str {
+            "cxr-depthwise-kernel-grad"
+        }
+
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            candle_core::bail!("the CUDA depthwise gradient ran on the CPU")
+        }
+
+        fn cuda_fwd(
+            &self,
+            xs: &CudaStorage,
+            xl: &Layout,
+            ds: &CudaStorage,
+            dl: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            let (dev, g) = (&xs.device, self.g);
+            let (x, dy) = (view(xs, xl)?, view(ds, dl)?);
+            let kk = g.k * g.k;
+            // Enough parts to fill the GPU, each a few thousand positions.
+            let positions = g.n * g.output.0 * g.output.1;
+            let parts = positions.div_ceil(4096).clamp(1, 64);
+            let partial = output(dev, g.c * parts * kk)?;
+            let [n, c, h, wd, p, ho, wo, _] = sizes(g, self.p);
+            let name = format!("depthwise_kernel_grad_parts_{}", g.k);
+            let cfg = blocks(g.c, parts);
+            launch!(
+                dev, &name, cfg, &x, &dy, &partial, &n, &c, &h, &wd, &p, &ho, &wo
+            )?;
+            let gw = output(dev, g.c * kk)?;
+            let (rows, kk32, parts32) = ((g.c * kk) as i32, kk as i32, parts as i32);
+            launch!(
+                dev,
+                "sum_parts",
+                grid(g.c * kk),
+                &partial,
+                &gw,
+                &rows,
+                &kk32,
+                &parts32
+            )?;
+            let shape = Shape::from((g.c, 1, g.k, g.k));
+            Ok((CudaStorage::wrap_cuda_slice(gw, dev.clone()), shape))
+        }
     }
 }

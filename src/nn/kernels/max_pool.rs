@@ -72,6 +72,17 @@ impl candle_core::CustomOp1 for MaxPool {
         Ok((CpuStorage::F32(y), Shape::from((n, c, ho, wo))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, h, w) = layout.shape().dims4()?;
+        let y = gpu::forward(storage, layout, self.k)?;
+        Ok((y, Shape::from((n, c, h / self.k, w / self.k))))
+    }
+
     fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(x.contiguous()?.apply_op2_no_bwd(
             &grad.contiguous()?,
@@ -150,6 +161,18 @@ impl candle_core::CustomOp2 for MaxPoolBackward {
             });
         Ok((CpuStorage::F32(gx), x_layout.shape().clone()))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+        gs: &candle_core::CudaStorage,
+        gl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let gx = gpu::backward(xs, xl, gs, gl, self.k)?;
+        Ok((gx, xl.shape().clone()))
+    }
 }
 
 /// A `k` x `k` max-pool, stride `k`, a last row or column that does not fill a window
@@ -157,7 +180,7 @@ impl candle_core::CustomOp2 for MaxPoolBackward {
 /// `max` reductions in candle's ops (where tied maxima each get the gradient).
 pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if (x.device().is_cpu() && x.dtype() == DType::F32) || on_gpu(&[x]) {
         return x.contiguous()?.apply_op1(MaxPool { k });
     }
     let (ho, wo) = (h / k, w / k);
@@ -166,4 +189,71 @@ pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
         .reshape((n, c, ho, k, wo, k))?
         .max(5)?
         .max(3)
+}
+
+/// The CUDA half: one thread per window each way.
+#[cfg(feature = "cuda")]
+mod gpu {
+    use candle_core::{CudaStorage, Layout, Result};
+
+    use super::super::cuda::{grid, launch, output, view};
+
+    /// The numbers both kernels take after their buffers.
+    fn sizes(layout: &Layout, k: usize) -> Result<(i64, [i32; 5])> {
+        let (n, c, h, w) = layout.shape().dims4()?;
+        Ok(((n * c) as i64, [h, w, k, h / k, w / k].map(|v| v as i32)))
+    }
+
+    pub(super) fn forward(xs: &CudaStorage, xl: &Layout, k: usize) -> Result<CudaStorage> {
+        let dev = &xs.device;
+        let x = view(xs, xl)?;
+        let (planes, [h, w, k, ho, wo]) = sizes(xl, k)?;
+        let len = planes as usize * (ho * wo) as usize;
+        let y = output(dev, len)?;
+        launch!(
+            dev,
+            "max_pool_forward",
+            grid(len),
+            &x,
+            &y,
+            &planes,
+            &h,
+            &w,
+            &k,
+            &ho,
+            &wo
+        )?;
+        Ok(CudaStorage::wrap_cuda_slice(y, dev.clone()))
+    }
+
+    pub(super) fn backward(
+        xs: &CudaStorage,
+        xl: &Layout,
+        gs: &CudaStorage,
+        gl: &Layout,
+        k: usize,
+    ) -> Result<CudaStorage> {
+        let dev = &xs.device;
+        let (x, dy) = (view(xs, xl)?, view(gs, gl)?);
+        let (planes, [h, w, k, ho, wo]) = sizes(xl, k)?;
+        // Zeroed: rows and columns outside every window get no gradient.
+        let dx = dev.alloc_zeros::<f32>(xl.shape().elem_count())?;
+        let len = planes as usize * (ho * wo) as usize;
+        let cfg = grid(len);
+        launch!(
+            dev,
+            "max_pool_backward",
+            cfg,
+            &x,
+            &dy,
+            &dx,
+            &planes,
+            &h,
+            &w,
+            &k,
+            &ho,
+            &wo
+        )?;
+        Ok(CudaStorage::wrap_cuda_slice(dx, dev.clone()))
+    }
 }

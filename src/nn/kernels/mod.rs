@@ -12,15 +12,19 @@
 //! `tests/nn_kernels.rs` (and finite differences of the layers in
 //! `tests/nn_gradients.rs`).
 
+mod adam;
 mod batch_norm;
 mod common;
 mod conv;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod depthwise;
 mod direct;
 mod max_pool;
 mod relu;
 mod separable;
 
+pub use adam::{AdamStep, adam_update};
 pub use batch_norm::batch_norm_train;
 pub use common::Float;
 pub use conv::{
