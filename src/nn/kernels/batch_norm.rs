@@ -248,7 +248,9 @@ mod gpu {
         CpuStorage, CudaStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor,
     };
 
-    use super::super::cuda::{blocks, grid, launch, output, view, with_storage};
+    use super::super::cuda::{
+        blocks, grid, launch, output, partial_sums, parts, view, with_storage,
+    };
     use super::{planes, unpack};
 
     pub(super) fn batch_norm_train(
@@ -283,18 +285,32 @@ mod gpu {
             let dev = &xs.device;
             let (n, c, plane) = planes(xl.shape())?;
             let x = view(xs, xl)?;
+            let parts = parts(n * plane);
+            let partial = partial_sums(dev, 2 * c * parts)?;
+            let [n32, c32, plane32, parts32] = [n, c, plane, parts].map(|v| v as i32);
+            let cfg = blocks(c, parts);
+            launch!(
+                dev,
+                "batch_norm_stats_parts",
+                cfg,
+                &x,
+                &partial,
+                &n32,
+                &c32,
+                &plane32
+            )?;
             let stats = output(dev, 2 * c)?;
-            let [n32, c32, plane32] = [n, c, plane].map(|v| v as i32);
-            let cfg = blocks(c, 1);
+            let cfg = grid(c);
             launch!(
                 dev,
                 "batch_norm_stats",
                 cfg,
-                &x,
+                &partial,
                 &stats,
                 &n32,
                 &c32,
-                &plane32
+                &plane32,
+                &parts32
             )?;
             Ok((
                 CudaStorage::wrap_cuda_slice(stats, dev.clone()),
@@ -421,19 +437,33 @@ mod gpu {
             with_storage(&self.stats, |ss, sl| {
                 let stats = view(ss, sl)?;
                 let (total64, eps) = (total as i64, self.eps);
-                let [n32, c32, plane32] = [n, c, plane].map(|v| v as i32);
+                let parts = parts(n * plane);
+                let partial = partial_sums(dev, 2 * c * parts)?;
+                let [n32, c32, plane32, parts32] = [n, c, plane, parts].map(|v| v as i32);
+                let cfg = blocks(c, parts);
                 launch!(
                     dev,
-                    "batch_norm_backward_sums",
-                    blocks(c, 1),
+                    "batch_norm_backward_parts",
+                    cfg,
                     &x,
                     &dy,
                     &stats,
-                    &out,
-                    &total64,
+                    &partial,
                     &n32,
                     &c32,
-                    &plane32,
+                    &plane32
+                )?;
+                let cfg = grid(c);
+                launch!(
+                    dev,
+                    "batch_norm_backward_sums",
+                    cfg,
+                    &partial,
+                    &stats,
+                    &out,
+                    &total64,
+                    &c32,
+                    &parts32,
                     &eps
                 )?;
                 launch!(

@@ -111,3 +111,15 @@ pub(super) fn output(dev: &CudaDevice, len: usize) -> Result<CudaSlice<f32>> {
     // slice is read.
     unsafe { dev.alloc::<f32>(len) }
 }
+
+/// A buffer of `len` partial sums in `f64`, written in full by the next kernel.
+pub(super) fn partial_sums(dev: &CudaDevice, len: usize) -> Result<CudaSlice<f64>> {
+    // SAFETY: as for `output`.
+    unsafe { dev.alloc::<f64>(len) }
+}
+
+/// Parts to split a reduction over `count` values into: enough blocks to fill the GPU,
+/// each a few thousand values.
+pub(super) fn parts(count: usize) -> usize {
+    count.div_ceil(2048).clamp(1, 64)
+}

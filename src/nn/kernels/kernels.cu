@@ -326,30 +326,43 @@ extern "C" __global__ void sum_blocks(const float* partial, float* out, int rows
 
 // ---- batch normalisation in training mode (batch_norm.rs) ----------------------------
 
-// stats[ch] = mean, stats[c + ch] = biased variance of channel ch over every image and
-// position; one block per channel, sums in f64, the variance from centred squares.
-extern "C" __global__ void batch_norm_stats(const float* x, float* stats, int n, int c,
-                                            int plane) {
+// Per channel sums of x and x² in f64, block (channel, part) over its share of the
+// channel's values: partial[ch][part] = (sum, sum of squares).
+extern "C" __global__ void batch_norm_stats_parts(const float* x, double* partial, int n,
+                                                  int c, int plane) {
     __shared__ double shared[MAX_THREADS / 32];
-    int ch = blockIdx.x;
+    int ch = blockIdx.x, part = blockIdx.y, parts = gridDim.y;
     long count = (long)n * plane;
-    double s = 0.0;
-    for (long q = threadIdx.x; q < count; q += blockDim.x) {
-        long img = q / plane, at = q % plane;
-        s += x[(img * c + ch) * plane + at];
-    }
-    double mean = block_sum(s, shared) / (double)(count > 0 ? count : 1);
-    double s2 = 0.0;
-    for (long q = threadIdx.x; q < count; q += blockDim.x) {
-        long img = q / plane, at = q % plane;
-        double v = x[(img * c + ch) * plane + at] - mean;
+    double s = 0.0, s2 = 0.0;
+    for (long q = (long)part * blockDim.x + threadIdx.x; q < count;
+         q += (long)parts * blockDim.x) {
+        double v = x[((q / plane) * c + ch) * plane + q % plane];
+        s += v;
         s2 += v * v;
     }
-    double var = block_sum(s2, shared) / (double)(count > 0 ? count : 1);
+    s = block_sum(s, shared);
+    s2 = block_sum(s2, shared);
     if (threadIdx.x == 0) {
-        stats[ch] = (float)mean;
-        stats[c + ch] = (float)var;
+        partial[((long)ch * parts + part) * 2] = s;
+        partial[((long)ch * parts + part) * 2 + 1] = s2;
     }
+}
+
+// stats[ch] = mean, stats[c + ch] = biased variance, from the parts added in order.
+extern "C" __global__ void batch_norm_stats(const double* partial, float* stats, int n,
+                                            int c, int plane, int parts) {
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    double s = 0.0, s2 = 0.0;
+    for (int part = 0; part < parts; part++) {
+        s += partial[((long)ch * parts + part) * 2];
+        s2 += partial[((long)ch * parts + part) * 2 + 1];
+    }
+    double count = (double)n * plane;
+    if (count < 1.0) count = 1.0;
+    double mean = s / count, var = s2 / count - mean * mean;
+    stats[ch] = (float)mean;
+    stats[c + ch] = (float)(var > 0.0 ? var : 0.0);
 }
 
 // y = gamma (x - mean) / sqrt(var + eps) + beta, per channel.
@@ -366,28 +379,46 @@ extern "C" __global__ void batch_norm_forward(const float* x, const float* gamma
     }
 }
 
-// The backward pass's sums, one block per channel: out[total + ch] = dgamma =
-// sum(dy * xh), out[total + c + ch] = dbeta = sum(dy), with xh the normalised input.
-extern "C" __global__ void batch_norm_backward_sums(const float* x, const float* dy,
-                                                    const float* stats, float* out,
-                                                    long total, int n, int c, int plane,
-                                                    double eps) {
+// The backward pass's sums, block (channel, part) over its share of the channel:
+// partial[ch][part] = (sum(dy), sum(dy (x - mean))), in f64.
+extern "C" __global__ void batch_norm_backward_parts(const float* x, const float* dy,
+                                                     const float* stats, double* partial,
+                                                     int n, int c, int plane) {
     __shared__ double shared[MAX_THREADS / 32];
-    int ch = blockIdx.x;
+    int ch = blockIdx.x, part = blockIdx.y, parts = gridDim.y;
     long count = (long)n * plane;
-    double mean = stats[ch], inv = 1.0 / sqrt((double)stats[c + ch] + eps);
+    double mean = stats[ch];
     double sd = 0.0, sdx = 0.0;
-    for (long q = threadIdx.x; q < count; q += blockDim.x) {
+    for (long q = (long)part * blockDim.x + threadIdx.x; q < count;
+         q += (long)parts * blockDim.x) {
         long at = ((q / plane) * c + ch) * plane + q % plane;
         sd += dy[at];
         sdx += (double)dy[at] * ((double)x[at] - mean);
     }
     sd = block_sum(sd, shared);
-    sdx = block_sum(sdx, shared) * inv;
+    sdx = block_sum(sdx, shared);
     if (threadIdx.x == 0) {
-        out[total + ch] = (float)sdx;
-        out[total + c + ch] = (float)sd;
+        partial[((long)ch * parts + part) * 2] = sd;
+        partial[((long)ch * parts + part) * 2 + 1] = sdx;
     }
+}
+
+// out[total + ch] = dgamma = sum(dy xh), out[total + c + ch] = dbeta = sum(dy), from
+// the parts added in order.
+extern "C" __global__ void batch_norm_backward_sums(const double* partial,
+                                                    const float* stats, float* out,
+                                                    long total, int c, int parts,
+                                                    double eps) {
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    double sd = 0.0, sdx = 0.0;
+    for (int part = 0; part < parts; part++) {
+        sd += partial[((long)ch * parts + part) * 2];
+        sdx += partial[((long)ch * parts + part) * 2 + 1];
+    }
+    double inv = 1.0 / sqrt((double)stats[c + ch] + eps);
+    out[total + ch] = (float)(sdx * inv);
+    out[total + c + ch] = (float)sd;
 }
 
 // dx = gamma / sqrt(var + eps) (dy - dbeta / m - xh dgamma / m), with the sums that
