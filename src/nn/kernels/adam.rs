@@ -34,7 +34,7 @@ mod gpu {
     use candle_core::{CpuStorage, CudaStorage, InplaceOp2, InplaceOp3, Layout, Result};
     use candle_core::{Tensor, Var};
 
-    use super::super::cuda::{grid, launch, view, view_mut};
+    use super::super::cuda::{gpu_only, grid, launch, view, view_mut};
     use super::AdamStep;
 
     pub(super) fn adam_update(w: &Var, m: &Var, v: &Var, g: &Tensor, s: AdamStep) -> Result<()> {
@@ -73,15 +73,7 @@ mod gpu {
             "cxr-adam-moment"
         }
 
-        fn cpu_fwd(
-            &self,
-            _: &mut CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<()> {
-            candle_core::bail!("the CUDA Adam update ran on the CPU")
-        }
+        gpu_only!(inplace2);
 
         fn cuda_fwd(
             &self,
@@ -119,17 +111,7 @@ mod gpu {
             "cxr-adam-apply"
         }
 
-        fn cpu_fwd(
-            &self,
-            _: &mut CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<()> {
-            candle_core::bail!("the CUDA Adam update ran on the CPU")
-        }
+        gpu_only!(inplace3);
 
         fn cuda_fwd(
             &self,

@@ -249,7 +249,7 @@ mod gpu {
     };
 
     use super::super::cuda::{
-        blocks, grid, launch, output, partial_sums, parts, view, with_storage,
+        blocks, gpu_only, grid, launch, output, partial_sums, parts, view, with_storage,
     };
     use super::{planes, unpack};
 
@@ -277,9 +277,7 @@ mod gpu {
             "cxr-batch-norm-stats"
         }
 
-        fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-            candle_core::bail!("the CUDA batch norm ran on the CPU")
-        }
+        gpu_only!(op1);
 
         fn cuda_fwd(&self, xs: &CudaStorage, xl: &Layout) -> Result<(CudaStorage, Shape)> {
             let dev = &xs.device;
@@ -329,17 +327,7 @@ mod gpu {
             "cxr-batch-norm"
         }
 
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            candle_core::bail!("the CUDA batch norm ran on the CPU")
-        }
+        gpu_only!(op3);
 
         fn cuda_fwd(
             &self,
@@ -408,17 +396,7 @@ mod gpu {
             "cxr-batch-norm-backward"
         }
 
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            candle_core::bail!("the CUDA batch norm ran on the CPU")
-        }
+        gpu_only!(op3);
 
         fn cuda_fwd(
             &self,

@@ -627,7 +627,7 @@ mod gpu {
     use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig};
     use candle_core::{CpuStorage, CudaDevice, CudaStorage, CustomOp2, Layout, Result, Shape};
 
-    use super::super::cuda::{THREADS, grid, launch, output, view};
+    use super::super::cuda::{THREADS, gpu_only, grid, launch, output, view};
 
     pub(super) fn conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
         x.contiguous()?
@@ -682,15 +682,7 @@ mod gpu {
             "cxr-conv-direct"
         }
 
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            candle_core::bail!("the CUDA convolution ran on the CPU")
-        }
+        gpu_only!(op2);
 
         fn cuda_fwd(
             &self,
@@ -744,15 +736,7 @@ mod gpu {
             "cxr-conv-direct-input-grad"
         }
 
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            candle_core::bail!("the CUDA convolution ran on the CPU")
-        }
+        gpu_only!(op2);
 
         fn cuda_fwd(
             &self,
@@ -789,15 +773,7 @@ mod gpu {
             "cxr-conv-direct-weight-grad"
         }
 
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            candle_core::bail!("the CUDA convolution ran on the CPU")
-        }
+        gpu_only!(op2);
 
         fn cuda_fwd(
             &self,

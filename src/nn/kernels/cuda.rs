@@ -54,6 +54,63 @@ macro_rules! launch {
 }
 pub(super) use launch;
 
+/// The `cpu_fwd` of an op made only by a kernel's CUDA half (a gradient, the statistics
+/// it keeps on the GPU): candle asks every op for one. The argument is the op's kind:
+/// `op1`, `op2`, `op3`, or `inplace2`, `inplace3`.
+macro_rules! gpu_only {
+    (@body) => {
+        candle_core::bail!("cxr: an op of a CUDA kernel was given tensors on the CPU")
+    };
+    (op1) => {
+        fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+            gpu_only!(@body)
+        }
+    };
+    (op2) => {
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            gpu_only!(@body)
+        }
+    };
+    (op3) => {
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            gpu_only!(@body)
+        }
+    };
+    (inplace2) => {
+        fn cpu_fwd(&self, _: &mut CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<()> {
+            gpu_only!(@body)
+        }
+    };
+    (inplace3) => {
+        fn cpu_fwd(
+            &self,
+            _: &mut CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<()> {
+            gpu_only!(@body)
+        }
+    };
+}
+pub(super) use gpu_only;
+
 /// A grid of [`THREADS`]-thread blocks for grid-stride loops over `total` elements.
 pub(super) fn grid(total: usize) -> LaunchConfig {
     let blocks = total.div_ceil(THREADS as usize).clamp(1, 65_535) as u32;

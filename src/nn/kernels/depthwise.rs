@@ -435,7 +435,7 @@ impl CustomOp2 for Depthwise {
 mod gpu {
     use candle_core::{CpuStorage, CudaStorage, CustomOp2, Layout, Result, Shape};
 
-    use super::super::cuda::{blocks, grid, launch, output, view};
+    use super::super::cuda::{blocks, gpu_only, grid, launch, output, view};
     use super::Geometry;
 
     /// The numbers every depthwise kernel takes after its buffers, as C `int`s.
@@ -487,15 +487,7 @@ mod gpu {
             "cxr-depthwise-input-grad"
         }
 
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            candle_core::bail!("the CUDA depthwise gradient ran on the CPU")
-        }
+        gpu_only!(op2);
 
         fn cuda_fwd(
             &self,
@@ -541,15 +533,7 @@ mod gpu {
             "cxr-depthwise-kernel-grad"
         }
 
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            candle_core::bail!("the CUDA depthwise gradient ran on the CPU")
-        }
+        gpu_only!(op2);
 
         fn cuda_fwd(
             &self,
