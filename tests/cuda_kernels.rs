@@ -6,8 +6,8 @@
 
 use candle_core::{Device, Tensor, Var};
 use cxr::nn::kernels::{
-    AdamStep, adam_update, batch_norm_train, conv2d_bias_relu, depthwise_conv2d, max_pool2d,
-    separable_conv2d,
+    AdamStep, adam_update, batch_norm_train, conv2d_bias, conv2d_bias_relu, depthwise_conv2d,
+    max_pool2d, separable_conv2d,
 };
 
 fn gpu() -> Option<Device> {
@@ -151,6 +151,18 @@ fn convolutions_match_the_cpu() {
             1e-4,
         );
     }
+}
+
+#[test]
+fn convolutions_without_relu_match_the_cpu() {
+    let x = values(23, &[2, 16, 21, 19]);
+    let (w, b) = (values(24, &[16, 16, 3, 3]), values(25, &[16]));
+    compare(
+        "conv 16 -> 16 + bias, no relu",
+        &[x, w, b],
+        |t| Ok(vec![conv2d_bias(&t[0], &t[1], Some(&t[2]), 1)?]),
+        1e-4,
+    );
 }
 
 #[test]

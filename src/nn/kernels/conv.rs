@@ -79,7 +79,7 @@ fn conv2d_act(
         && h + 2 * padding >= k
         && width + 2 * padding >= k
     {
-        return bias_relu(gpu::conv2d(x, w, padding)?, bias, relu);
+        return gpu::conv2d(x, w, bias, padding, relu);
     }
     bias_relu(conv2d_candle(x, w, padding)?, bias, relu)
 }
@@ -618,20 +618,37 @@ fn pointwise_act(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, relu: bool) -> R
 }
 
 /// The CUDA half for few input channels: `conv_direct` (a tile of outputs for sixteen
-/// output channels per block, inputs and weights through shared memory) forward and,
-/// with the kernel turned and transposed, for the input gradient; the kernel gradient
-/// summed per band of rows and the bands added in order.
+/// output channels per block, inputs and weights through shared memory, the bias and
+/// the ReLU applied as they are written) forward and, with the kernel turned and
+/// transposed, for the input gradient; the kernel gradient summed per band of rows and
+/// the bands added in order; the bias's gradient per channel in parts, as batch norm's
+/// sums.
 #[cfg(feature = "cuda")]
 mod gpu {
     use candle_core::Tensor;
     use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig};
-    use candle_core::{CpuStorage, CudaDevice, CudaStorage, CustomOp2, Layout, Result, Shape};
+    use candle_core::{
+        CpuStorage, CudaDevice, CudaStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout,
+        Result, Shape,
+    };
 
-    use super::super::cuda::{THREADS, gpu_only, grid, launch, output, view};
+    use super::super::cuda::{
+        THREADS, blocks, gpu_only, grid, launch, output, partial_sums, parts, view,
+    };
 
-    pub(super) fn conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
+    pub(super) fn conv2d(
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        padding: usize,
+        relu: bool,
+    ) -> Result<Tensor> {
+        let bias = match bias {
+            Some(b) => b.contiguous()?,
+            None => Tensor::zeros(w.dim(0)?, DType::F32, w.device())?,
+        };
         x.contiguous()?
-            .apply_op2(&w.contiguous()?, Conv { padding })
+            .apply_op3(&w.contiguous()?, &bias, Conv { padding, relu })
     }
 
     /// `out (n, o, ho, wo)` from `input (n, c, h, w)` and the weights, turned and
@@ -644,6 +661,8 @@ mod gpu {
         k: usize,
         padding: usize,
         flip: bool,
+        /// Added per output channel, then ReLU if asked (the forward pass only).
+        bias: Option<(CudaView<'a, f32>, bool)>,
     }
 
     impl Direct<'_> {
@@ -661,28 +680,57 @@ mod gpu {
                 block_dim: (32, 8, 1),
                 shared_mem_bytes: 0,
             };
-            let [n32, c32, h32, w32, o32, p32, ho32, wo32, flip] =
-                [n, c, h, w, o, p, ho, wo, self.flip as usize].map(|v| v as i32);
+            let (has_bias, relu) = (self.bias.is_some(), matches!(self.bias, Some((_, true))));
+            let [
+                n32,
+                c32,
+                h32,
+                w32,
+                o32,
+                p32,
+                ho32,
+                wo32,
+                flip,
+                has_bias,
+                relu,
+            ] = [
+                n,
+                c,
+                h,
+                w,
+                o,
+                p,
+                ho,
+                wo,
+                self.flip as usize,
+                has_bias as usize,
+                relu as usize,
+            ]
+            .map(|v| v as i32);
             let name = format!("conv_direct_{k}");
             let (x, wt) = (&self.input, &self.weights);
+            // Without a bias the kernel reads none: the weights stand in for the pointer.
+            let b = self.bias.as_ref().map_or(wt, |(b, _)| b);
             launch!(
-                dev, &name, cfg, x, wt, &out, &n32, &c32, &h32, &w32, &o32, &p32, &ho32, &wo32,
-                &flip
+                dev, &name, cfg, x, wt, b, &out, &n32, &c32, &h32, &w32, &o32, &p32, &ho32, &wo32,
+                &flip, &has_bias, &relu
             )?;
             Ok((out, Shape::from((n, o, ho, wo))))
         }
     }
 
+    /// The convolution, plus the bias, then ReLU if asked.
     struct Conv {
         padding: usize,
+        relu: bool,
     }
 
-    impl CustomOp2 for Conv {
+    impl CustomOp3 for Conv {
         fn name(&self) -> &'static str {
             "cxr-conv-direct"
         }
 
-        gpu_only!(op2);
+        gpu_only!(op3);
 
         fn cuda_fwd(
             &self,
@@ -690,6 +738,8 @@ mod gpu {
             xl: &Layout,
             ws: &CudaStorage,
             wl: &Layout,
+            bs: &CudaStorage,
+            bl: &Layout,
         ) -> Result<(CudaStorage, Shape)> {
             let (o, _, k, _) = wl.shape().dims4()?;
             let (y, shape) = Direct {
@@ -700,6 +750,7 @@ mod gpu {
                 k,
                 padding: self.padding,
                 flip: false,
+                bias: Some((view(bs, bl)?, self.relu)),
             }
             .run(&xs.device)?;
             Ok((CudaStorage::wrap_cuda_slice(y, xs.device.clone()), shape))
@@ -709,18 +760,96 @@ mod gpu {
             &self,
             x: &Tensor,
             w: &Tensor,
-            _y: &Tensor,
+            _bias: &Tensor,
+            y: &Tensor,
             grad: &Tensor,
-        ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-            let grad = grad.contiguous()?;
+        ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+            // Through the ReLU first: the gradient passes where the output is positive.
+            let mut grad = grad.contiguous()?;
+            if self.relu {
+                grad = grad.apply_op2_no_bwd(y, &ReluMask)?;
+            }
             let p = self.padding;
             let gx = match x.track_op() {
                 true => Some(grad.apply_op2_no_bwd(w, &InputGrad { padding: p })?),
                 false => None,
             };
+            let gw = x.apply_op2_no_bwd(&grad, &WeightGrad { padding: p })?;
+            Ok((gx, Some(gw), Some(grad.apply_op1_no_bwd(&ChannelSums)?)))
+        }
+    }
+
+    /// The output gradient where the output is positive, zero elsewhere.
+    struct ReluMask;
+
+    impl CustomOp2 for ReluMask {
+        fn name(&self) -> &'static str {
+            "cxr-relu-mask"
+        }
+
+        gpu_only!(op2);
+
+        fn cuda_fwd(
+            &self,
+            ds: &CudaStorage,
+            dl: &Layout,
+            ys: &CudaStorage,
+            yl: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            let dev = &ds.device;
+            let (dy, y) = (view(ds, dl)?, view(ys, yl)?);
+            let total = dl.shape().elem_count();
+            let out = output(dev, total)?;
+            let total64 = total as i64;
+            launch!(dev, "relu_mask", grid(total), &dy, &y, &out, &total64)?;
             Ok((
-                gx,
-                Some(x.apply_op2_no_bwd(&grad, &WeightGrad { padding: p })?),
+                CudaStorage::wrap_cuda_slice(out, dev.clone()),
+                dl.shape().clone(),
+            ))
+        }
+    }
+
+    /// Each channel's sum over the images and positions: the bias's gradient.
+    struct ChannelSums;
+
+    impl CustomOp1 for ChannelSums {
+        fn name(&self) -> &'static str {
+            "cxr-channel-sums"
+        }
+
+        gpu_only!(op1);
+
+        fn cuda_fwd(&self, ds: &CudaStorage, dl: &Layout) -> Result<(CudaStorage, Shape)> {
+            let dev = &ds.device;
+            let (n, c, h, w) = dl.shape().dims4()?;
+            let dy = view(ds, dl)?;
+            let parts = parts(n * h * w);
+            let partial = partial_sums(dev, 2 * c * parts)?;
+            let [n32, c32, plane32, parts32] = [n, c, h * w, parts].map(|v| v as i32);
+            let cfg = blocks(c, parts);
+            launch!(
+                dev,
+                "batch_norm_stats_parts",
+                cfg,
+                &dy,
+                &partial,
+                &n32,
+                &c32,
+                &plane32
+            )?;
+            let sums = output(dev, c)?;
+            launch!(
+                dev,
+                "channel_sums",
+                grid(c),
+                &partial,
+                &sums,
+                &c32,
+                &parts32
+            )?;
+            Ok((
+                CudaStorage::wrap_cuda_slice(sums, dev.clone()),
+                Shape::from(c),
             ))
         }
     }
@@ -754,6 +883,7 @@ mod gpu {
                 k,
                 padding: k - 1 - self.padding,
                 flip: true,
+                bias: None,
             }
             .run(&ds.device)?;
             Ok((CudaStorage::wrap_cuda_slice(dx, ds.device.clone()), shape))

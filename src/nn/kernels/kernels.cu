@@ -164,12 +164,14 @@ extern "C" __global__ void sum_parts(const float* partial, float* out, int rows,
 
 // out[n][o][y][x] = sum_cij in[n][c][y + i - p][x + j - p] wt(o, c, i, j), with
 // wt(o, c, i, j) = w[o][c][i][j], or with `flip` w[c][o][K-1-i][K-1-j] (the input
-// gradient: the output gradient convolved with the kernel turned and transposed).
+// gradient: the output gradient convolved with the kernel turned and transposed); plus
+// bias[o] if `has_bias`, then ReLU if `relu`.
 // A block computes a 32 x 8 tile of outputs for 16 output channels: the input tile and
 // the weights pass through shared memory eight input channels at a time.
 template <int K>
-__device__ void conv_direct(const float* in, const float* w, float* out, int n_, int c_,
-                            int h, int wd, int o_, int p, int ho, int wo, int flip) {
+__device__ void conv_direct(const float* in, const float* w, const float* bias, float* out,
+                            int n_, int c_, int h, int wd, int o_, int p, int ho, int wo,
+                            int flip, int has_bias, int relu) {
     __shared__ float tile[CONV_CC][CONV_TY + K - 1][CONV_TX + K - 1];
     __shared__ __align__(16) float wt[CONV_CC][K * K][CONV_OT];
     int groups = (o_ + CONV_OT - 1) / CONV_OT;
@@ -225,7 +227,9 @@ __device__ void conv_direct(const float* in, const float* w, float* out, int n_,
 #pragma unroll
     for (int oo = 0; oo < CONV_OT; oo++) {
         int o = o0 + oo;
-        if (o < o_) out[(((long)n * o_ + o) * ho + oy) * wo + ox] = acc[oo];
+        if (o >= o_) break;
+        float v = acc[oo] + (has_bias ? bias[o] : 0.0f);
+        out[(((long)n * o_ + o) * ho + oy) * wo + ox] = relu ? fmaxf(v, 0.0f) : v;
     }
 }
 
@@ -300,10 +304,10 @@ __device__ void conv_weight_grad_parts(const float* in, const float* dy, float* 
 }
 
 #define CONV(K)                                                                             \
-    extern "C" __global__ void conv_direct_##K(const float* in, const float* w, float* out, \
-                                               int n, int c, int h, int wd, int o, int p,   \
-                                               int ho, int wo, int flip) {                  \
-        conv_direct<K>(in, w, out, n, c, h, wd, o, p, ho, wo, flip);                        \
+    extern "C" __global__ void conv_direct_##K(                                            \
+        const float* in, const float* w, const float* bias, float* out, int n, int c, int h,  \
+        int wd, int o, int p, int ho, int wo, int flip, int has_bias, int relu) {           \
+        conv_direct<K>(in, w, bias, out, n, c, h, wd, o, p, ho, wo, flip, has_bias, relu);  \
     }                                                                                       \
     extern "C" __global__ void conv_weight_grad_parts_##K(                                 \
         const float* in, const float* dy, float* partial, int n, int c, int h, int wd,      \
@@ -322,6 +326,25 @@ extern "C" __global__ void sum_blocks(const float* partial, float* out, int rows
     float total = 0.0f;
     for (int part = 0; part < parts; part++) total += partial[(long)part * rows + r];
     out[r] = total;
+}
+
+// The gradient through a ReLU: dy where the output is positive, else zero.
+extern "C" __global__ void relu_mask(const float* dy, const float* y, float* out,
+                                     long total) {
+    for (long at = blockIdx.x * (long)blockDim.x + threadIdx.x; at < total;
+         at += (long)gridDim.x * blockDim.x)
+        out[at] = y[at] > 0.0f ? dy[at] : 0.0f;
+}
+
+// out[ch] = the sum of channel ch, from batch_norm_stats_parts's parts added in order
+// (a bias's gradient).
+extern "C" __global__ void channel_sums(const double* partial, float* out, int c,
+                                        int parts) {
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    double s = 0.0;
+    for (int part = 0; part < parts; part++) s += partial[((long)ch * parts + part) * 2];
+    out[ch] = (float)s;
 }
 
 // ---- batch normalisation in training mode (batch_norm.rs) ----------------------------
