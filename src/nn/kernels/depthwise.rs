@@ -13,17 +13,13 @@ use super::common::*;
 pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
     let (_, c, h, width) = x.dims4()?;
     let k = w.dim(2)?;
-    let direct = x.device().is_cpu()
+    let fits = w.dims4()? == (c, 1, k, k) && h + 2 * padding >= k && width + 2 * padding >= k;
+    let cpu = x.device().is_cpu()
         && matches!(x.dtype(), DType::F32 | DType::F64)
-        && x.dtype() == w.dtype()
-        && w.dims4()? == (c, 1, k, k)
-        && h + 2 * padding >= k
-        && width + 2 * padding >= k;
+        && x.dtype() == w.dtype();
     // On a GPU: the kernel sizes kernels.cu is built for.
     let gpu = on_gpu(&[x, w]) && matches!(k, 1 | 3 | 5 | 7);
-    if direct
-        || (gpu && w.dims4()? == (c, 1, k, k) && h + 2 * padding >= k && width + 2 * padding >= k)
-    {
+    if fits && (cpu || gpu) {
         return x
             .contiguous()?
             .apply_op2(&w.contiguous()?, Depthwise { padding });
@@ -435,7 +431,7 @@ impl CustomOp2 for Depthwise {
 mod gpu {
     use candle_core::{CpuStorage, CudaStorage, CustomOp2, Layout, Result, Shape};
 
-    use super::super::cuda::{blocks, gpu_only, grid, launch, output, view};
+    use super::super::cuda::{blocks, gpu_only, grid, launch, output, parts, view};
     use super::Geometry;
 
     /// The numbers every depthwise kernel takes after its buffers, as C `int`s.
@@ -545,9 +541,7 @@ mod gpu {
             let (dev, g) = (&xs.device, self.g);
             let (x, dy) = (view(xs, xl)?, view(ds, dl)?);
             let kk = g.k * g.k;
-            // Enough parts to fill the GPU, each a few thousand positions.
-            let positions = g.n * g.output.0 * g.output.1;
-            let parts = positions.div_ceil(4096).clamp(1, 64);
+            let parts = parts(g.n * g.output.0 * g.output.1);
             let partial = output(dev, g.c * parts * kk)?;
             let [n, c, h, wd, p, ho, wo, _] = sizes(g, self.p);
             let name = format!("depthwise_kernel_grad_parts_{}", g.k);
