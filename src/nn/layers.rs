@@ -472,13 +472,22 @@ impl Dense {
 }
 
 struct DenseModule {
-    linear: candle_nn::Linear,
+    weight: candle_core::Tensor,
+    bias: candle_core::Tensor,
     relu: bool,
 }
 
 impl candle_core::Module for DenseModule {
+    /// `x Wᵀ + b`, computed as `(W xᵀ)ᵀ + b`: the same products, but candle's backward
+    /// pass then makes W's gradient in W's own `(out, in)` layout. Through `x Wᵀ` it is
+    /// the transpose of an `(in, out)` product, which is copied element by element into
+    /// place (3% of a training step for the tutorial's 6,400 x 512 layer).
     fn forward(&self, xs: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
-        let y = self.linear.forward(xs)?;
+        let y = self
+            .weight
+            .matmul(&xs.t()?)?
+            .t()?
+            .broadcast_add(&self.bias)?;
         if self.relu {
             super::kernels::relu(&y)
         } else {
@@ -511,7 +520,8 @@ impl Layer for Dense {
         )?;
         Ok(Built {
             module: Box::new(DenseModule {
-                linear: candle_nn::Linear::new(weight, Some(bias)),
+                weight,
+                bias,
                 relu: self.activation == Activation::Relu,
             }),
             output_shape: vec![self.units],
