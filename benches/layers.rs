@@ -1,7 +1,9 @@
 //! Where a training step of the tutorial CNN goes, layer by layer at the model's own
 //! shapes (batch 25, 180 x 180): each layer's forward pass, then its backward pass
 //! (through a loss that weights every output element differently, whose own time is
-//! measured alone and taken off), the mean of several runs. `cargo bench --bench layers`; BENCHMARKS.md has a table.
+//! measured alone and taken off), the fastest of several runs (on a shared machine
+//! other work slows some). `cargo bench --bench layers`; BENCHMARKS.md has a table.
+//! `REPEATS` sets the runs (5), `ONLY` times only the layers whose name contains it.
 
 /// As the `cxr` binary does (see `cxr::alloc`).
 #[global_allocator]
@@ -15,22 +17,31 @@ use cxr::distribute::Strategy;
 use cxr::nn::modules::{Rescaling, batch_norm, conv2d_same, max_pool2d, separable_conv2d};
 use cxr::nn::{BatchNormConfig, SeparableConv2dConfig};
 
-const REPEATS: usize = 5;
+/// Runs of each timing, `REPEATS` in the environment or 5.
+fn repeats() -> usize {
+    std::env::var("REPEATS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5)
+        .max(1)
+}
 
-/// Mean seconds of `f` over [`REPEATS`] runs after one warm-up, until `device` has
-/// finished them (a GPU works asynchronously).
+/// The fastest of [`repeats`] runs of `f` after one warm-up, each until `device` has
+/// finished it (a GPU works asynchronously).
 fn seconds(
     device: &Device,
     mut f: impl FnMut() -> candle_core::Result<()>,
 ) -> candle_core::Result<f64> {
     f()?;
     device.synchronize()?;
-    let start = Instant::now();
-    for _ in 0..REPEATS {
+    let mut best = f64::INFINITY;
+    for _ in 0..repeats() {
+        let start = Instant::now();
         f()?;
+        device.synchronize()?;
+        best = best.min(start.elapsed().as_secs_f64());
     }
-    device.synchronize()?;
-    Ok(start.elapsed().as_secs_f64() / REPEATS as f64)
+    Ok(best)
 }
 
 /// Forward and backward time of `layer` on an input of `shape`.
@@ -40,6 +51,9 @@ fn time(
     layer: &dyn Fn(&Tensor) -> candle_core::Result<Tensor>,
     (device, total): (&Device, &mut (f64, f64)),
 ) -> candle_core::Result<()> {
+    if !name.contains(std::env::var("ONLY").as_deref().unwrap_or("")) {
+        return Ok(());
+    }
     let x = Var::from_tensor(&Tensor::rand(0f32, 1f32, shape, device)?)?;
     let forward = seconds(device, || layer(&x).map(|_| ()))?;
     let y = layer(&x)?;
@@ -72,7 +86,10 @@ fn main() -> cxr::Result<()> {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
     let mut total = (0.0, 0.0);
-    println!("tutorial CNN layers ({spec}), batch {n}, {REPEATS} runs each");
+    println!(
+        "tutorial CNN layers ({spec}), batch {n}, fastest of {} runs",
+        repeats()
+    );
     let rescale = Rescaling {
         scale: 1.0 / 255.0,
         offset: 0.0,

@@ -344,11 +344,12 @@ impl WithSimd for BandGradient<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        // A 3 x 3 kernel on AVX-512 (32 registers) takes its three columns at once for
-        // four channels: each output-gradient vector loaded once for three columns, each
-        // input vector once for four channels, twelve accumulators.
+        // A 3 x 3 kernel on AVX-512 and AVX2 takes its three columns at once for four
+        // channels: each output-gradient vector loaded once for three columns, each
+        // input vector once for four channels, twelve accumulators (with the three
+        // input and one gradient vector, all 16 of AVX2's registers).
         match (self.g.k, S::F32_LANES) {
-            (3, 16) => self.columns::<S, 3, 4>(simd, 3),
+            (3, 16 | 8) => self.columns::<S, 3, 4>(simd, 3),
             (k, _) => self.columns::<S, 1, 8>(simd, k),
         }
     }
