@@ -55,9 +55,9 @@ fn configure() {
 }
 
 /// How long mimalloc waits before it hands freed memory back, in milliseconds (-1: never).
-pub fn purge_delay() -> i64 {
+pub fn purge_delay() -> c_long {
     // SAFETY: reads one of mimalloc's options.
-    i64::from(unsafe { mi_option_get(PURGE_DELAY) })
+    unsafe { mi_option_get(PURGE_DELAY) }
 }
 
 // SAFETY: every call goes to mimalloc with the same arguments.
