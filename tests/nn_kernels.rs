@@ -5,7 +5,8 @@
 
 use candle_core::{Device, Tensor, Var};
 use cxr::nn::kernels::{
-    conv2d, conv2d_bias, conv2d_bias_relu, depthwise_conv2d, pointwise, separable_conv2d,
+    AdamStep, adam_update, conv2d, conv2d_bias, conv2d_bias_relu, depthwise_conv2d, pointwise,
+    separable_conv2d,
 };
 use rand::{Rng, SeedableRng};
 
@@ -333,6 +334,56 @@ fn fused_batch_norm_matches_candles_ops_with_all_three_gradients() {
         let what = format!("batch norm {shape:?}");
         let vars = [(&x, "x"), (&gamma, "gamma"), (&beta, "beta")];
         same_outputs_and_gradients(&what, ours, theirs, &vars);
+    }
+}
+
+/// The in-place Adam kernel against the update written in candle's ops, bit for bit:
+/// each value rounded as the ops round it, over several steps (moments from zero, and
+/// gradients with exact zeros, where `-0` and `+0` differ).
+#[test]
+fn fused_adam_matches_candles_ops_bit_for_bit() {
+    let shape = (37, 1000);
+    let w = Var::from_tensor(&common::randn(71, 0.0, 1.0, shape)).unwrap();
+    let (m, v) = (
+        Var::zeros(shape, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        Var::zeros(shape, candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    let (mut w2, mut m2, mut v2) = (
+        w.as_tensor().copy().unwrap(),
+        m.as_tensor().copy().unwrap(),
+        v.as_tensor().copy().unwrap(),
+    );
+    for step in 0..3u64 {
+        let g = common::randn(72 + step, 0.0, 1.0, shape).relu().unwrap();
+        let s = AdamStep {
+            beta_1: 0.9,
+            beta_2: 0.999,
+            alpha: 1e-3 * (step + 1) as f64,
+            epsilon: 1e-7,
+        };
+        adam_update(&w, &m, &v, &g, s).unwrap();
+        m2 = (&m2 + ((&g - &m2).unwrap() * (1.0 - s.beta_1)).unwrap()).unwrap();
+        v2 = (&v2 + ((g.sqr().unwrap() - &v2).unwrap() * (1.0 - s.beta_2)).unwrap()).unwrap();
+        let update =
+            ((&m2 / (v2.sqrt().unwrap() + s.epsilon).unwrap()).unwrap() * s.alpha).unwrap();
+        w2 = (&w2 - update).unwrap();
+        for (what, ours, theirs) in [
+            ("w", w.as_tensor(), &w2),
+            ("m", m.as_tensor(), &m2),
+            ("v", v.as_tensor(), &v2),
+        ] {
+            let a = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let b = theirs.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let differ = a
+                .iter()
+                .zip(&b)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+            assert_eq!(
+                differ, 0,
+                "Adam step {step}: {differ} values of {what} differ"
+            );
+        }
     }
 }
 
