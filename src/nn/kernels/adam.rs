@@ -27,18 +27,17 @@ pub fn adam_update(w: &Var, m: &Var, v: &Var, g: &Tensor, step: AdamStep) -> Res
     let here = w.device().is_cpu() || on_gpu(&[w, m, v, g]);
     if f32s && here && [w, m, v].iter().all(|t| t.is_contiguous()) {
         let g = g.contiguous()?;
-        let (beta_1, beta_2) = (step.beta_1, step.beta_2);
         m.inplace_op2(
             &g,
             &Moment {
-                keep: 1.0 - beta_1,
+                keep: 1.0 - step.beta_1,
                 square: false,
             },
         )?;
         v.inplace_op2(
             &g,
             &Moment {
-                keep: 1.0 - beta_2,
+                keep: 1.0 - step.beta_2,
                 square: true,
             },
         )?;
@@ -61,17 +60,6 @@ pub fn adam_update(w: &Var, m: &Var, v: &Var, g: &Tensor, step: AdamStep) -> Res
 
 /// Values per parallel task.
 const CHUNK: usize = 1 << 14;
-
-/// The values of a contiguous `f32` tensor's storage, to change in place.
-fn f32_slice_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout) -> Result<&'a mut [f32]> {
-    let CpuStorage::F32(values) = storage else {
-        candle_core::bail!("cxr's Adam kernel takes f32 weights");
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&mut values[start..end]),
-        None => candle_core::bail!("cxr's Adam kernel needs contiguous weights"),
-    }
-}
 
 /// A moment moved towards the gradient (or its square).
 struct Moment {

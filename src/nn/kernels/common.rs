@@ -306,6 +306,20 @@ pub(super) fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<
     contiguous(values, layout)
 }
 
+/// [`f32_slice`] to change in place (an in-place op's first tensor).
+pub(super) fn f32_slice_mut<'a>(
+    storage: &'a mut CpuStorage,
+    layout: &Layout,
+) -> Result<&'a mut [f32]> {
+    let CpuStorage::F32(values) = storage else {
+        candle_core::bail!("cxr's fused kernels take f32 tensors");
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&mut values[start..end]),
+        None => candle_core::bail!("cxr's fused kernels need contiguous tensors"),
+    }
+}
+
 /// The values a contiguous `layout` covers.
 pub(super) fn contiguous<'a, T>(values: &'a [T], layout: &Layout) -> Result<&'a [T]> {
     match layout.contiguous_offsets() {

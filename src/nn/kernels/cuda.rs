@@ -56,7 +56,7 @@ pub(super) use launch;
 
 /// The `cpu_fwd` of an op made only by a kernel's CUDA half (a gradient, the statistics
 /// it keeps on the GPU): candle asks every op for one. The argument is the op's kind:
-/// `op1`, `op2`, `op3`, or `inplace2`, `inplace3`.
+/// `op1`, `op2` or `op3`.
 macro_rules! gpu_only {
     (@body) => {
         candle_core::bail!("cxr: an op of a CUDA kernel was given tensors on the CPU")
@@ -87,24 +87,6 @@ macro_rules! gpu_only {
             _: &CpuStorage,
             _: &Layout,
         ) -> Result<(CpuStorage, Shape)> {
-            gpu_only!(@body)
-        }
-    };
-    (inplace2) => {
-        fn cpu_fwd(&self, _: &mut CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<()> {
-            gpu_only!(@body)
-        }
-    };
-    (inplace3) => {
-        fn cpu_fwd(
-            &self,
-            _: &mut CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<()> {
             gpu_only!(@body)
         }
     };
