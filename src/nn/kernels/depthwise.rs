@@ -154,6 +154,22 @@ impl Strips for f32 {
             #[inline(always)]
             fn with_simd<S: Simd>(self, simd: S) {
                 let ((kernel, k), (out, (rows, cols))) = (self.kernel, self.out);
+                if k == 3 {
+                    let w: [S::f32s; 9] = std::array::from_fn(|t| simd.splat_f32s(kernel[t]));
+                    let (pad, width) = (self.pad, self.width);
+                    let mut y = 0;
+                    while y + 4 <= rows {
+                        rows3::<S, 4>(simd, (pad, width), &w, (out, cols), y);
+                        y += 4;
+                    }
+                    match rows - y {
+                        3 => rows3::<S, 3>(simd, (pad, width), &w, (out, cols), y),
+                        2 => rows3::<S, 2>(simd, (pad, width), &w, (out, cols), y),
+                        1 => rows3::<S, 1>(simd, (pad, width), &w, (out, cols), y),
+                        _ => {}
+                    }
+                    return;
+                }
                 let lanes = S::F32_LANES;
                 for y in 0..rows {
                     let row = &mut out[y * cols..][..cols];
@@ -198,6 +214,21 @@ impl Strips for f32 {
             fn with_simd<S: Simd>(self, simd: S) {
                 let ((dy, rows, wide), (gw, k)) = (self.dy, self.gw);
                 let lanes = S::F32_LANES;
+                if k == 3 {
+                    let mut acc = [simd.splat_f32s(0.0); 9];
+                    let mut y = 0;
+                    while y + 2 <= rows {
+                        taps3::<S, 2>(simd, (dy, wide), (self.pad, self.width), &mut acc, y);
+                        y += 2;
+                    }
+                    if y < rows {
+                        taps3::<S, 1>(simd, (dy, wide), (self.pad, self.width), &mut acc, y);
+                    }
+                    for (g, a) in gw.iter_mut().zip(acc) {
+                        *g += simd.reduce_sum_f32s(a);
+                    }
+                    return;
+                }
                 for i in 0..k {
                     for j in 0..k {
                         let mut acc = simd.splat_f32s(0.0);
@@ -215,6 +246,69 @@ impl Strips for f32 {
             }
         }
         arch().dispatch(Op { dy, pad, width, gw });
+    }
+}
+
+/// Output rows `y..y + R` of a 3 x 3 correlation (`w` the nine taps, splatted): each
+/// strip of input columns is loaded once per input row and added into every output row
+/// it reaches, `R` independent running sums in registers. Each output still adds its
+/// taps in the order of the plain loop, so the results are the same to the bit.
+#[inline(always)]
+fn rows3<S: Simd, const R: usize>(
+    simd: S,
+    (pad, width): (&[f32], usize),
+    w: &[S::f32s; 9],
+    (out, cols): (&mut [f32], usize),
+    y: usize,
+) {
+    let lanes = S::F32_LANES;
+    for x0 in (0..cols).step_by(lanes) {
+        let mut acc = [simd.splat_f32s(0.0); R];
+        for r in 0..R + 2 {
+            let line = &pad[(y + r) * width + x0..];
+            let v = [load::<S>(line), load::<S>(&line[1..]), load::<S>(&line[2..])];
+            for (t, a) in acc.iter_mut().enumerate() {
+                // Input row y + r is kernel row r - t of output row y + t.
+                if r >= t && r - t < 3 {
+                    let i = r - t;
+                    for (j, v) in v.iter().enumerate() {
+                        *a = simd.mul_add_e_f32s(w[i * 3 + j], *v, *a);
+                    }
+                }
+            }
+        }
+        for (t, a) in acc.into_iter().enumerate() {
+            let row = &mut out[(y + t) * cols..][..cols];
+            simd.partial_store_f32s(&mut row[x0..(x0 + lanes).min(cols)], a);
+        }
+    }
+}
+
+/// A 3 x 3 kernel's gradient from output-gradient rows `y..y + R`: the nine running
+/// sums stay in registers, and each strip of a padded input row is loaded once for all
+/// the `R` gradient rows that meet it.
+#[inline(always)]
+fn taps3<S: Simd, const R: usize>(
+    simd: S,
+    (dy, wide): (&[f32], usize),
+    (pad, width): (&[f32], usize),
+    acc: &mut [S::f32s; 9],
+    y: usize,
+) {
+    for x0 in (0..wide).step_by(S::F32_LANES) {
+        let d: [S::f32s; R] = std::array::from_fn(|t| load::<S>(&dy[(y + t) * wide + x0..]));
+        for r in 0..R + 2 {
+            let line = &pad[(y + r) * width + x0..];
+            for j in 0..3 {
+                let v = load::<S>(&line[j..]);
+                for (t, d) in d.iter().enumerate() {
+                    if r >= t && r - t < 3 {
+                        let tap = (r - t) * 3 + j;
+                        acc[tap] = simd.mul_add_e_f32s(*d, v, acc[tap]);
+                    }
+                }
+            }
+        }
     }
 }
 
