@@ -60,7 +60,7 @@ impl CustomOp3 for BatchNormTrain {
         if stats.len() != c {
             candle_core::bail!("batch norm: {} statistics for {c} channels", stats.len());
         }
-        let mut y = vec![0f32; x.len()];
+        let mut y = for_overwrite::<f32>(x.len())?;
         y.par_chunks_mut(plane.max(1))
             .zip(x.par_chunks(plane.max(1)))
             .enumerate()
@@ -161,7 +161,7 @@ impl CustomOp3 for BatchNormBackward {
             })
             .collect();
         let m = (n * plane).max(1) as f64;
-        let mut out = vec![0f32; x.len() + 2 * c];
+        let mut out = for_overwrite::<f32>(x.len() + 2 * c)?;
         let (dx, rest) = out.split_at_mut(x.len());
         dx.par_chunks_mut(plane.max(1))
             .zip(x.par_chunks(plane.max(1)).zip(dy.par_chunks(plane.max(1))))

@@ -4,6 +4,8 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use candle_core::backend::BackendDevice;
+use candle_core::cpu_backend::CpuDevice;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 
 pub(super) type Backward =
@@ -188,6 +190,21 @@ pub(super) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
     let result = f(&mut buffer[..len]);
     SCRATCH.set(buffer);
     result
+}
+
+/// A kernel's output of `len` values, for a kernel that writes every one of them before
+/// anything reads it: allocated as candle allocates its own outputs, without the pass
+/// over memory that zeroing (`vec![0.0; len]`) costs. Builds with debug assertions (CI's
+/// tests) fill it with NaN instead, so that a value a kernel leaves unwritten shows in
+/// the results the tests compare.
+pub(super) fn for_overwrite<T: WithDType>(len: usize) -> Result<Vec<T>> {
+    if cfg!(debug_assertions) {
+        return Ok(vec![T::from_f64(f64::NAN); len]);
+    }
+    // SAFETY: candle's CPU allocation of `len` plain numbers (any bit pattern is a
+    // value); every caller writes the whole buffer before reading from it.
+    let storage = unsafe { CpuDevice.alloc_uninit(&Shape::from(len), T::DTYPE)? };
+    T::cpu_storage_data(storage)
 }
 
 /// The first vector of `values` (which holds at least one), read unaligned.

@@ -349,7 +349,7 @@ impl CustomOp3 for Im2colConv {
         let (g, o, ckk, relu) = (s.g, s.o, s.ckk(), self.relu);
         let shape = Shape::from((s.n, o, g.ho, g.wo));
         if let Some(d) = s.direct() {
-            let out = direct(input, kernel, Some(bias), d, relu);
+            let out = direct(input, kernel, Some(bias), d, relu)?;
             return Ok((CpuStorage::F32(out), shape));
         }
         let (hw, chw) = (g.ho * g.wo, s.c * g.h * g.w);
@@ -357,7 +357,7 @@ impl CustomOp3 for Im2colConv {
         if tiles.len() == 1 {
             // One tile per image (as many jobs as below): each image's product
             // goes straight into its part of the output, bias first, ReLU in place.
-            let mut out = vec![0f32; s.n * o * hw];
+            let mut out = for_overwrite::<f32>(s.n * o * hw)?;
             out.par_chunks_mut(o * hw).enumerate().for_each(|(i, y)| {
                 for (plane, &b) in y.chunks_exact_mut(hw).zip(bias) {
                     plane.fill(b);
@@ -408,7 +408,7 @@ impl CustomOp3 for Im2colConv {
                 y
             })
             .collect();
-        let mut out = vec![0f32; s.n * o * hw];
+        let mut out = for_overwrite::<f32>(s.n * o * hw)?;
         out.par_chunks_mut(o * hw)
             .zip(done.par_chunks(tiles.len()))
             .for_each(|(image, bands)| {
@@ -574,7 +574,7 @@ impl CustomOp3 for Im2colConv {
         let dev = x.device();
         let gx = match (direct_back, want_gx) {
             (Some(d), _) => Some(Tensor::from_vec(
-                direct(dy, &turned, None, d, false),
+                direct(dy, &turned, None, d, false)?,
                 x.shape(),
                 dev,
             )?),

@@ -266,7 +266,11 @@ fn rows3<S: Simd, const R: usize>(
         let mut acc = [simd.splat_f32s(0.0); R];
         for r in 0..R + 2 {
             let line = &pad[(y + r) * width + x0..];
-            let v = [load::<S>(line), load::<S>(&line[1..]), load::<S>(&line[2..])];
+            let v = [
+                load::<S>(line),
+                load::<S>(&line[1..]),
+                load::<S>(&line[2..]),
+            ];
             for (t, a) in acc.iter_mut().enumerate() {
                 // Input row y + r is kernel row r - t of output row y + t.
                 if r >= t && r - t < 3 {
@@ -359,9 +363,9 @@ impl Depthwise {
         })
     }
 
-    fn forward<T: Strips>(&self, x: &[T], w: &[T], g: Geometry) -> Vec<T> {
+    fn forward<T: Strips>(&self, x: &[T], w: &[T], g: Geometry) -> Result<Vec<T>> {
         let (hw, ohw, kk) = (g.input.0 * g.input.1, g.output.0 * g.output.1, g.k * g.k);
-        let mut out = vec![T::zero(); g.n * g.c * ohw];
+        let mut out = for_overwrite::<T>(g.n * g.c * ohw)?;
         out.par_chunks_mut(ohw)
             .enumerate()
             .for_each_init(Vec::new, |pad, (plane, o)| {
@@ -371,7 +375,7 @@ impl Depthwise {
                 let q = self.padding as isize;
                 correlate(src, g.input, kernel, g.k, q, (o, g.output), pad);
             });
-        out
+        Ok(out)
     }
 
     /// The input's gradient (unless `want_gx` is false) and the kernel's.
@@ -380,7 +384,7 @@ impl Depthwise {
         (x, w, dy): (&[T], &[T], &[T]),
         g: Geometry,
         want_gx: bool,
-    ) -> (Vec<T>, Vec<T>) {
+    ) -> Result<(Vec<T>, Vec<T>)> {
         let (hw, ohw, kk) = (g.input.0 * g.input.1, g.output.0 * g.output.1, g.k * g.k);
         // The input gradient is the output gradient correlated with the kernel turned
         // 180 degrees, shifted by k - 1 - p.
@@ -389,7 +393,7 @@ impl Depthwise {
             .flat_map(|kernel| kernel.iter().rev().copied())
             .collect();
         let q_back = g.k as isize - 1 - self.padding as isize;
-        let mut gx = vec![T::zero(); if want_gx { g.n * g.c * hw } else { 0 }];
+        let mut gx = for_overwrite::<T>(if want_gx { g.n * g.c * hw } else { 0 })?;
         let plane_work = |plane: usize, gx: Option<&mut [T]>, scratch: &mut (Vec<T>, Vec<T>)| {
             let ch = plane % g.c;
             let d = &dy[plane * ohw..][..ohw];
@@ -432,7 +436,7 @@ impl Depthwise {
                 *a += *b;
             }
         }
-        (gx, gw)
+        Ok((gx, gw))
     }
 }
 
@@ -453,11 +457,11 @@ impl CustomOp2 for Depthwise {
         let storage = match (xs, ws) {
             (CpuStorage::F32(_), CpuStorage::F32(_)) => {
                 let (x, w) = (f32_slice(xs, xl)?, f32_slice(ws, wl)?);
-                CpuStorage::F32(self.forward(x, w, g))
+                CpuStorage::F32(self.forward(x, w, g)?)
             }
             (CpuStorage::F64(x), CpuStorage::F64(w)) => {
                 let (x, w) = (contiguous(x, xl)?, contiguous(w, wl)?);
-                CpuStorage::F64(self.forward(x, w, g))
+                CpuStorage::F64(self.forward(x, w, g)?)
             }
             _ => candle_core::bail!("cxr's depthwise convolution takes f32 or f64 tensors"),
         };
@@ -502,12 +506,12 @@ impl CustomOp2 for Depthwise {
         let (gx, gw) = match x.dtype() {
             DType::F32 => {
                 let (xv, wv, dy) = (Values::of(x)?, Values::of(w)?, Values::of(&grad)?);
-                let (gx, gw) = self.backward::<f32>((&xv, &wv, &dy), g, want_gx);
+                let (gx, gw) = self.backward::<f32>((&xv, &wv, &dy), g, want_gx)?;
                 (Tensor::new(gx, x.device())?, Tensor::new(gw, x.device())?)
             }
             _ => {
                 let (xv, wv, dy) = (Values::of(x)?, Values::of(w)?, Values::of(&grad)?);
-                let (gx, gw) = self.backward::<f64>((&xv, &wv, &dy), g, want_gx);
+                let (gx, gw) = self.backward::<f64>((&xv, &wv, &dy), g, want_gx)?;
                 (Tensor::new(gx, x.device())?, Tensor::new(gw, x.device())?)
             }
         };

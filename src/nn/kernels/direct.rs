@@ -45,7 +45,7 @@ pub(super) fn direct(
     bias: Option<&[f32]>,
     g: Direct,
     relu: bool,
-) -> Vec<f32> {
+) -> candle_core::Result<Vec<f32>> {
     let (hw, ohw, kk) = (g.input.0 * g.input.1, g.output.0 * g.output.1, g.k * g.k);
     // Weights as [block][c][i][j][t] (t, the channel within the block, innermost),
     // zero for the channels past `o` in the last block.
@@ -64,7 +64,7 @@ pub(super) fn direct(
         .saturating_sub(g.k - 1)
         .clamp(1, g.output.0.max(1));
     let cols = g.output.1;
-    let mut out = vec![0f32; g.n * g.o * ohw];
+    let mut out = for_overwrite::<f32>(g.n * g.o * ohw)?;
     // Every (image, band) job gets its rows of each output channel's plane.
     let mut jobs = Vec::new();
     for (i, image) in out.chunks_mut((g.o * ohw).max(1)).enumerate() {
@@ -102,7 +102,7 @@ pub(super) fn direct(
             });
         });
     });
-    out
+    Ok(out)
 }
 
 /// One band of output rows, every output channel.

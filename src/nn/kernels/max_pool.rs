@@ -32,7 +32,7 @@ impl candle_core::CustomOp1 for MaxPool {
         let k = self.k;
         let (ho, wo) = (h / k, w / k);
         let x = f32_slice(storage, layout)?;
-        let mut y = vec![0f32; n * c * ho * wo];
+        let mut y = for_overwrite::<f32>(n * c * ho * wo)?;
         if k == 2 {
             // The common case, as branch-free selects the compiler can vectorise.
             y.par_chunks_mut(ho * wo)

@@ -19,7 +19,7 @@ impl candle_core::CustomOp1 for Relu {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(storage, layout)?;
-        let mut y = vec![0f32; x.len()];
+        let mut y = for_overwrite::<f32>(x.len())?;
         y.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
             .for_each(|(y, x)| {
@@ -54,7 +54,7 @@ impl candle_core::CustomOp2 for ReluBackward {
         y_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (g, y) = (f32_slice(grad, grad_layout)?, f32_slice(y, y_layout)?);
-        let mut out = vec![0f32; g.len()];
+        let mut out = for_overwrite::<f32>(g.len())?;
         out.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
             .for_each(|(o, (g, y))| {

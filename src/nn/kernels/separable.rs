@@ -121,7 +121,7 @@ impl CustomOp3 for Separable {
         let (x, dw, pwb) = (f32_slice(xs, xl)?, f32_slice(ws, wl)?, f32_slice(ps, pl)?);
         let g = self.geometry(xl.shape(), wl.shape(), pl.shape())?;
         let (hw, ohw, c) = (g.input.0 * g.input.1, g.output.0 * g.output.1, g.c);
-        let mut out = vec![0f32; g.n * g.o * ohw];
+        let mut out = for_overwrite::<f32>(g.n * g.o * ohw)?;
         out.par_chunks_mut(g.o * ohw).enumerate().for_each_init(
             || (Vec::new(), Vec::new()),
             |(mid, pad), (i, y)| {
@@ -174,7 +174,7 @@ impl CustomOp3 for Separable {
             .collect();
         let q_back = g.k as isize - 1 - self.padding as isize;
         let want_gx = x.track_op();
-        let mut gx = vec![0f32; if want_gx { g.n * c * hw } else { 0 }];
+        let mut gx = for_overwrite::<f32>(if want_gx { g.n * c * hw } else { 0 })?;
         let per_image = |i: usize, gx: Option<&mut [f32]>, s: &mut Scratch| {
             let image = &xv[i * c * hw..][..c * hw];
             self.depthwise(image, dwv, g, &mut s.mid, &mut s.pad);
