@@ -9,6 +9,9 @@ static ALLOCATOR: cxr::alloc::Allocator = cxr::alloc::Allocator;
 use std::time::Instant;
 
 use candle_core::{Device, ModuleT, Tensor};
+use cxr::nn::Sequential;
+use cxr::nn::kernels::conv2d_bias_relu;
+use cxr::nn::layers::Dense;
 use cxr::nn::{VggConfig, XrayCnnConfig, vgg, xray_cnn};
 
 fn time(
@@ -35,6 +38,66 @@ fn time(
     Ok(())
 }
 
+/// VGG16's convolutions one by one at batch 1 (`ONLY=vgg-layers`): each distinct shape's
+/// forward pass with bias and ReLU, the fastest of `REPEATS` runs (10), so that two builds
+/// can be compared layer by layer on a machine whose speed moves between runs.
+fn vgg_layers() -> cxr::Result<()> {
+    let repeats = std::env::var("REPEATS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10usize)
+        .max(1);
+    let shapes = [
+        (3, 64, 224),
+        (64, 64, 224),
+        (64, 128, 112),
+        (128, 128, 112),
+        (128, 256, 56),
+        (256, 256, 56),
+        (256, 512, 28),
+        (512, 512, 28),
+        (512, 512, 14),
+    ];
+    let mut total = 0.0;
+    for (c, o, size) in shapes {
+        let x = Tensor::rand(0f32, 1f32, (1, c, size, size), &Device::Cpu)?;
+        let w = Tensor::rand(-0.1f32, 0.1f32, (o, c, 3, 3), &Device::Cpu)?;
+        let b = Tensor::rand(-0.1f32, 0.1f32, o, &Device::Cpu)?;
+        let mut best = f64::INFINITY;
+        for _ in 0..=repeats {
+            let start = Instant::now();
+            conv2d_bias_relu(&x, &w, Some(&b), 1)?;
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        let gflops = 2.0 * (o * c * 9 * size * size) as f64 / best / 1e9;
+        println!(
+            "VGG16 conv {c:>3} -> {o:>3}, {size:>3} x {size:<3}: {:>7.2} ms, {gflops:>5.1} GFLOP/s",
+            best * 1e3
+        );
+        println!("RESULT vgg16-conv-{c}-{o}-{size}.cxr {:.3}", best * 1e3);
+        total += best;
+    }
+    println!("all shapes once: {:.1} ms", total * 1e3);
+    // The dense layers at batch 1 read their weights once per image (411 and 67 MB).
+    for (name, inputs, units) in [("fc1", 25088, 4096), ("fc2", 4096, 4096)] {
+        let mut model = Sequential::new("dense", [inputs]).seed(1);
+        model.add(name, Dense::new(units).relu())?;
+        let x = Tensor::rand(0f32, 1f32, (1, inputs), &Device::Cpu)?;
+        let mut best = f64::INFINITY;
+        for _ in 0..=repeats {
+            let start = Instant::now();
+            model.forward_t(&x, false)?;
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        println!(
+            "VGG16 {name} {inputs} -> {units}, batch 1: {:.2} ms",
+            best * 1e3
+        );
+        println!("RESULT vgg16-{name}.cxr {:.3}", best * 1e3);
+    }
+    Ok(())
+}
+
 fn main() -> cxr::Result<()> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -43,6 +106,9 @@ fn main() -> cxr::Result<()> {
         "cxr {} on candle's CPU backend, {threads} threads",
         env!("CARGO_PKG_VERSION")
     );
+    if std::env::var("ONLY").is_ok_and(|m| m == "vgg-layers") {
+        return vgg_layers();
+    }
     // ONLY=cnn skips VGG16 (for profiling the tutorial CNN alone).
     let only_cnn = std::env::var("ONLY").is_ok_and(|m| m == "cnn");
     let vgg16 = vgg(VggConfig::vgg16())?;

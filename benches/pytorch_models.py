@@ -4,7 +4,8 @@
     python3 benches/pytorch_models.py
 
 Inference mode (`eval()`, `torch.inference_mode()`), all cores, both memory layouts
-(channels-first and channels-last), one warm-up call, then the mean of the timed calls. The tutorial CNN is written out as Keras builds it.
+(channels-first and channels-last), one warm-up call, then the mean of the timed calls. `ONLY=vgg-layers` times VGG16's
+convolutions one by one instead, as benches/models.rs does with the same setting. The tutorial CNN is written out as Keras builds it.
 """
 import os
 import time
@@ -52,7 +53,52 @@ def bench(name, key, model, shape, repeats, channels_last):
     print(f"RESULT {key}.pytorch-{layout} {shape[0] / per_batch:.3f}")
 
 
+def vgg_layers(channels_last):
+    """VGG16's convolutions one by one at batch 1, as `ONLY=vgg-layers` in benches/models.rs:
+    each distinct shape's forward pass with bias and ReLU, the fastest of `REPEATS` runs (10)."""
+    repeats = int(os.environ.get("REPEATS", "10"))
+    shapes = [(3, 64, 224), (64, 64, 224), (64, 128, 112), (128, 128, 112), (128, 256, 56),
+              (256, 256, 56), (256, 512, 28), (512, 512, 28), (512, 512, 14)]
+    layout = "cl" if channels_last else "cf"
+    total = 0.0
+    for c, o, size in shapes:
+        model = nn.Sequential(nn.Conv2d(c, o, 3, padding=1), nn.ReLU()).eval()
+        x = torch.rand(1, c, size, size)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        best = float("inf")
+        with torch.inference_mode():
+            for _ in range(repeats + 1):
+                start = time.perf_counter()
+                model(x)
+                best = min(best, time.perf_counter() - start)
+        gflops = 2 * o * c * 9 * size * size / best / 1e9
+        print(f"VGG16 conv {c:>3} -> {o:>3}, {size:>3} x {size:<3} ({layout}): {best * 1e3:>7.2f} ms, {gflops:>5.1f} GFLOP/s")
+        print(f"RESULT vgg16-conv-{c}-{o}-{size}.pytorch-{layout} {best * 1e3:.3f}")
+        total += best
+    print(f"all shapes once ({layout}): {total * 1e3:.1f} ms")
+    if channels_last:
+        return
+    # The dense layers at batch 1 read their weights once per image (411 and 67 MB).
+    for name, inputs, units in [("fc1", 25088, 4096), ("fc2", 4096, 4096)]:
+        model = nn.Sequential(nn.Linear(inputs, units), nn.ReLU()).eval()
+        x = torch.rand(1, inputs)
+        best = float("inf")
+        with torch.inference_mode():
+            for _ in range(repeats + 1):
+                start = time.perf_counter()
+                model(x)
+                best = min(best, time.perf_counter() - start)
+        print(f"VGG16 {name} {inputs} -> {units}, batch 1: {best * 1e3:.2f} ms")
+        print(f"RESULT vgg16-{name}.pytorch {best * 1e3:.3f}")
+
+
 def main():
+    if os.environ.get("ONLY") == "vgg-layers":
+        for channels_last in [False, True]:
+            vgg_layers(channels_last)
+        return
     print(f"PyTorch {torch.__version__} (CPU), {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
     for channels_last in [False, True]:
         vgg16 = torchvision.models.vgg16()

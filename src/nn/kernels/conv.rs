@@ -173,6 +173,64 @@ pub(super) fn matmul(
     }
 }
 
+/// [`matmul`] adding into `c` given by a pointer, for products whose outputs interleave
+/// with other threads' in one buffer (`c += a b`).
+///
+/// # Safety
+/// The `m` x `n` values at `c` with strides `c_rs`, `c_cs` must be valid for writes and
+/// written by no one else during the call.
+unsafe fn matmul_into(
+    (m, n, k): (usize, usize, usize),
+    (c, c_rs, c_cs): (*mut f32, usize, usize),
+    (a, a_rs, a_cs): (&[f32], usize, usize),
+    (b, b_rs, b_cs): (&[f32], usize, usize),
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    assert!(a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
+    assert!(b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    // SAFETY: `a` and `b` are bounded by the asserts, `c` by the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c,
+            c_cs as isize,
+            c_rs as isize,
+            true,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// An output buffer that parallel jobs write disjoint parts of.
+#[derive(Clone, Copy)]
+struct SharedOutput(*mut f32);
+
+// SAFETY: each job writes only its own part of the buffer (see the users).
+unsafe impl Send for SharedOutput {}
+unsafe impl Sync for SharedOutput {}
+
+impl SharedOutput {
+    /// The address `offset` values in; the caller keeps it inside the buffer.
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
 /// The columns of output rows `rows` of one image for a `k` x `k` convolution: row
 /// `(channel, i, j)` holds the input shifted by `(i - p, j - p)` at each of those output
 /// positions, zero outside.
@@ -236,7 +294,8 @@ struct ConvShape {
     c: usize,
     o: usize,
     g: Plane,
-    rows_per_tile: usize,
+    /// Bands of output rows per image, each about [`TILE_BYTES`] of columns.
+    bands: usize,
 }
 
 impl ConvShape {
@@ -257,13 +316,15 @@ impl ConvShape {
         };
         let columns = TILE_BYTES / 4 / (c * k * k).max(1);
         let rows_per_tile = (columns / g.wo.max(1)).clamp(1, g.ho.max(1));
-        Self {
-            n,
-            c,
-            o,
-            g,
-            rows_per_tile,
+        // As many (image, band) jobs as a multiple of the threads where the rows allow,
+        // so that no core idles at the end of a layer (at batch 1, 7 bands on 2 cores
+        // had left one idle for a seventh of the layer).
+        let threads = rayon::current_num_threads().max(1);
+        let mut bands = g.ho.div_ceil(rows_per_tile).max(1);
+        while !(n * bands).is_multiple_of(threads) && bands < g.ho {
+            bands += 1;
         }
+        Self { n, c, o, g, bands }
     }
 
     /// The convolution that carries the output gradient back to the input: `o` channels
@@ -313,9 +374,9 @@ impl ConvShape {
     }
 
     fn tiles(&self) -> impl Iterator<Item = Range<usize>> + Clone + '_ {
-        (0..self.g.ho)
-            .step_by(self.rows_per_tile)
-            .map(|y| y..(y + self.rows_per_tile).min(self.g.ho))
+        // Rows split evenly: band sizes differ by at most one row.
+        let (ho, bands) = (self.g.ho, self.bands);
+        (0..bands).map(move |b| b * ho / bands..(b + 1) * ho / bands)
     }
 }
 
@@ -353,80 +414,47 @@ impl CustomOp3 for Im2colConv {
             return Ok((CpuStorage::F32(out), shape));
         }
         let (hw, chw) = (g.ho * g.wo, s.c * g.h * g.w);
-        let tiles: Vec<Range<usize>> = s.tiles().collect();
-        if tiles.len() == 1 {
-            // One tile per image (as many jobs as below): each image's product
-            // goes straight into its part of the output, bias first, ReLU in place.
-            let mut out = for_overwrite::<f32>(s.n * o * hw)?;
-            out.par_chunks_mut(o * hw).enumerate().for_each(|(i, y)| {
-                for (plane, &b) in y.chunks_exact_mut(hw).zip(bias) {
-                    plane.fill(b);
-                }
-                let image = &input[i * chw..][..chw];
-                let col;
-                let x = match s.pointwise() {
-                    true => (image, hw, 1),
-                    false => {
-                        col = im2col(image, s.c, g, 0..g.ho);
-                        (col.as_slice(), hw, 1)
-                    }
-                };
-                matmul((o, hw, ckk), (y, hw, 1), (kernel, ckk, 1), x, true);
-                if relu {
-                    y.iter_mut().for_each(|v| *v = v.max(0.0));
-                }
-            });
-            return Ok((CpuStorage::F32(out), shape));
-        }
         let jobs: Vec<(usize, Range<usize>)> = (0..s.n)
-            .flat_map(|i| tiles.iter().map(move |t| (i, t.clone())))
-            .collect();
-        let done: Vec<Vec<f32>> = jobs
-            .par_iter()
-            .map(|(i, rows)| {
-                let cols = rows.len() * g.wo;
-                let mut y: Vec<f32> = bias
-                    .iter()
-                    .flat_map(|&b| std::iter::repeat_n(b, cols))
-                    .collect();
-                let image = &input[i * chw..][..chw];
-                if s.pointwise() {
-                    // A 1 x 1 convolution's columns are the image itself.
-                    let x = (&image[rows.start * g.wo..], hw, 1);
-                    matmul((o, cols, ckk), (&mut y, cols, 1), (kernel, ckk, 1), x, true);
-                } else {
-                    let col = im2col(image, s.c, g, rows.clone());
-                    let col = (col.as_slice(), cols, 1);
-                    matmul(
-                        (o, cols, ckk),
-                        (&mut y, cols, 1),
-                        (kernel, ckk, 1),
-                        col,
-                        true,
-                    );
-                }
-                y
-            })
+            .flat_map(|i| s.tiles().map(move |t| (i, t)))
             .collect();
         let mut out = for_overwrite::<f32>(s.n * o * hw)?;
-        out.par_chunks_mut(o * hw)
-            .zip(done.par_chunks(tiles.len()))
-            .for_each(|(image, bands)| {
-                for (rows, y) in tiles.iter().zip(bands) {
-                    let cols = rows.len() * g.wo;
-                    for ch in 0..o {
-                        let out = &mut image[ch * hw + rows.start * g.wo..][..cols];
-                        let values = &y[ch * cols..][..cols];
-                        if relu {
-                            for (o, &v) in out.iter_mut().zip(values) {
-                                *o = v.max(0.0);
-                            }
-                        } else {
-                            out.copy_from_slice(values);
-                        }
-                    }
+        let dst = SharedOutput(out.as_mut_ptr());
+        jobs.par_iter().for_each(|(i, rows)| {
+            // This job's part of the output: each channel's `cols` values from the
+            // band's first row on, `hw` apart; no other job writes there.
+            let first = i * o * hw + rows.start * g.wo;
+            let cols = rows.len() * g.wo;
+            let band = |ch: usize| {
+                // SAFETY: `first + ch * hw + cols` stays within image `i`'s channel `ch`
+                // (the band ends at or before the plane's last row), the jobs' bands are
+                // disjoint, and `out` outlives the parallel loop.
+                unsafe { std::slice::from_raw_parts_mut(dst.at(first + ch * hw), cols) }
+            };
+            for (ch, &b) in bias.iter().enumerate() {
+                band(ch).fill(b);
+            }
+            let image = &input[i * chw..][..chw];
+            let col;
+            // The product transposed, pixels by channels (`colᵀ kernelᵀ`): the kernel,
+            // the same in every band, is then read where it lies instead of being packed
+            // again for each band, and the result goes straight into the output's
+            // channel planes.
+            let x = match s.pointwise() {
+                true => (&image[rows.start * g.wo..], 1, hw),
+                false => {
+                    col = im2col(image, s.c, g, rows.clone());
+                    (col.as_slice(), 1, cols)
                 }
-            });
+            };
+            // SAFETY: as for `band`: the `cols` x `o` values from `first`, one apart
+            // along a band and `hw` apart between channels, are this job's alone.
+            unsafe { matmul_into((cols, o, ckk), (dst.at(first), 1, hw), x, (kernel, 1, ckk)) };
+            if relu {
+                for ch in 0..o {
+                    band(ch).iter_mut().for_each(|v| *v = v.max(0.0));
+                }
+            }
+        });
         Ok((CpuStorage::F32(out), shape))
     }
 
