@@ -112,8 +112,14 @@ impl candle_core::CustomOp2 for MaxPoolBackward {
         let k = self.k;
         let (ho, wo) = (h / k, w / k);
         let (x, g) = (f32_slice(x, x_layout)?, f32_slice(grad, grad_layout)?);
-        let mut gx = vec![0f32; x.len()];
         if k == 2 {
+            // The windows tile an even-sized plane and write each of its values (the
+            // gradient or zero), so only odd sizes need the zeros of a dropped last row
+            // or column.
+            let mut gx = match h % 2 == 0 && w % 2 == 0 {
+                true => for_overwrite::<f32>(x.len())?,
+                false => vec![0f32; x.len()],
+            };
             gx.par_chunks_mut(h * w)
                 .zip(x.par_chunks(h * w).zip(g.par_chunks(ho * wo)))
                 .for_each(|(gx, (x, g))| {
@@ -130,6 +136,7 @@ impl candle_core::CustomOp2 for MaxPoolBackward {
                 });
             return Ok((CpuStorage::F32(gx), x_layout.shape().clone()));
         }
+        let mut gx = vec![0f32; x.len()];
         gx.par_chunks_mut(h * w)
             .zip(x.par_chunks(h * w).zip(g.par_chunks(ho * wo)))
             .for_each(|(gx, (x, g))| {
