@@ -209,6 +209,21 @@ fn pointwise_matches_a_1x1_convolution() {
     }
 }
 
+#[test]
+fn single_row_linear_matches_candles_matmul() {
+    // One row: the weight rows split over the cores (a last chunk shorter than the
+    // others); two rows: candle's product.
+    for (n, inputs, units) in [(1, 37, 300), (1, 5, 1), (1, 1000, 513), (2, 37, 300)] {
+        let what = format!("linear {n}x{inputs} -> {units}");
+        let x = Var::from_tensor(&common::randn(seed(&what) + 2, 0.0, 1.0, (n, inputs))).unwrap();
+        let w =
+            Var::from_tensor(&common::randn(seed(&what) + 3, 0.0, 1.0, (units, inputs))).unwrap();
+        let ours = cxr::nn::kernels::linear(&x, &w).unwrap();
+        let theirs = x.matmul(&w.t().unwrap()).unwrap();
+        same_outputs_and_gradients(&what, ours, theirs, &[(&x, "input"), (&w, "weight")]);
+    }
+}
+
 /// Output and input gradient of a one-input op against a reference.
 fn compare_unary(
     what: &str,

@@ -18,6 +18,7 @@ mod common;
 mod conv;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod dense;
 mod depthwise;
 mod direct;
 mod max_pool;
@@ -30,6 +31,7 @@ pub use common::Float;
 pub use conv::{
     conv2d, conv2d_bias, conv2d_bias_relu, pointwise, pointwise_bias, pointwise_bias_relu,
 };
+pub use dense::linear;
 pub use depthwise::depthwise_conv2d;
 pub use max_pool::max_pool2d;
 pub use relu::relu;
