@@ -53,6 +53,17 @@ def bench(name, key, model, shape, repeats, channels_last):
     print(f"RESULT {key}.pytorch-{layout} {shape[0] / per_batch:.3f}")
 
 
+def fastest(model, x, repeats):
+    """The fastest of `repeats` calls of `model(x)` after one warm-up, in seconds."""
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            model(x)
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
 def vgg_layers(channels_last):
     """VGG16's convolutions one by one at batch 1, as `ONLY=vgg-layers` in benches/models.rs:
     each distinct shape's forward pass with bias and ReLU, the fastest of `REPEATS` runs (10)."""
@@ -67,12 +78,7 @@ def vgg_layers(channels_last):
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
-        best = float("inf")
-        with torch.inference_mode():
-            for _ in range(repeats + 1):
-                start = time.perf_counter()
-                model(x)
-                best = min(best, time.perf_counter() - start)
+        best = fastest(model, x, repeats)
         gflops = 2 * o * c * 9 * size * size / best / 1e9
         print(f"VGG16 conv {c:>3} -> {o:>3}, {size:>3} x {size:<3} ({layout}): {best * 1e3:>7.2f} ms, {gflops:>5.1f} GFLOP/s")
         print(f"RESULT vgg16-conv-{c}-{o}-{size}.pytorch-{layout} {best * 1e3:.3f}")
@@ -83,13 +89,7 @@ def vgg_layers(channels_last):
     # The dense layers at batch 1 read their weights once per image (411 and 67 MB).
     for name, inputs, units in [("fc1", 25088, 4096), ("fc2", 4096, 4096)]:
         model = nn.Sequential(nn.Linear(inputs, units), nn.ReLU()).eval()
-        x = torch.rand(1, inputs)
-        best = float("inf")
-        with torch.inference_mode():
-            for _ in range(repeats + 1):
-                start = time.perf_counter()
-                model(x)
-                best = min(best, time.perf_counter() - start)
+        best = fastest(model, torch.rand(1, inputs), repeats)
         print(f"VGG16 {name} {inputs} -> {units}, batch 1: {best * 1e3:.2f} ms")
         print(f"RESULT vgg16-{name}.pytorch {best * 1e3:.3f}")
 

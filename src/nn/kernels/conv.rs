@@ -133,57 +133,33 @@ fn conv2d_candle(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
 pub(super) fn matmul(
     (m, n, k): (usize, usize, usize),
     (c, c_rs, c_cs): (&mut [f32], usize, usize),
-    (a, a_rs, a_cs): (&[f32], usize, usize),
-    (b, b_rs, b_cs): (&[f32], usize, usize),
+    a: (&[f32], usize, usize),
+    b: (&[f32], usize, usize),
     accumulate: bool,
 ) {
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    // Every element read or written lies inside its slice.
-    // `c`'s elements are distinct (one stride is 1 and the other spans it).
+    // Every element written lies inside `c`, and they are distinct (one stride is 1 and
+    // the other spans it).
     assert!((c_cs == 1 && c_rs >= n) || (c_rs == 1 && c_cs >= m));
     assert!(c.len() > (m - 1) * c_rs + (n - 1) * c_cs);
-    assert!(a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
-    assert!(b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
-    // SAFETY: the asserts above bound every index gemm computes from these strides; the
-    // three slices are distinct borrows, so `c` does not alias `a` or `b`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            c_cs as isize,
-            c_rs as isize,
-            accumulate,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+    // SAFETY: the asserts above bound every index of `c`, a borrow of its own.
+    unsafe { matmul_into((m, n, k), (c.as_mut_ptr(), c_rs, c_cs), a, b, accumulate) }
 }
 
-/// [`matmul`] adding into `c` given by a pointer, for products whose outputs interleave
-/// with other threads' in one buffer (`c += a b`).
+/// [`matmul`] into `c` given by a pointer, for products whose outputs interleave with
+/// other threads' in one buffer.
 ///
 /// # Safety
-/// The `m` x `n` values at `c` with strides `c_rs`, `c_cs` must be valid for writes and
-/// written by no one else during the call.
+/// The `m` x `n` values at `c` with strides `c_rs`, `c_cs` must be valid for writes,
+/// distinct, and written or read by no one else during the call.
 unsafe fn matmul_into(
     (m, n, k): (usize, usize, usize),
     (c, c_rs, c_cs): (*mut f32, usize, usize),
     (a, a_rs, a_cs): (&[f32], usize, usize),
     (b, b_rs, b_cs): (&[f32], usize, usize),
+    accumulate: bool,
 ) {
     if m == 0 || n == 0 || k == 0 {
         return;
@@ -199,7 +175,7 @@ unsafe fn matmul_into(
             c,
             c_cs as isize,
             c_rs as isize,
-            true,
+            accumulate,
             a.as_ptr(),
             a_cs as isize,
             a_rs as isize,
@@ -448,7 +424,15 @@ impl CustomOp3 for Im2colConv {
             };
             // SAFETY: as for `band`: the `cols` x `o` values from `first`, one apart
             // along a band and `hw` apart between channels, are this job's alone.
-            unsafe { matmul_into((cols, o, ckk), (dst.at(first), 1, hw), x, (kernel, 1, ckk)) };
+            unsafe {
+                matmul_into(
+                    (cols, o, ckk),
+                    (dst.at(first), 1, hw),
+                    x,
+                    (kernel, 1, ckk),
+                    true,
+                )
+            };
             if relu {
                 for ch in 0..o {
                     band(ch).iter_mut().for_each(|v| *v = v.max(0.0));
