@@ -1,6 +1,7 @@
 //! Forward-pass throughput of the course's models on the CPU (inference mode):
 //! `cargo bench --bench models`. Results and the peer numbers (Keras on the same machine,
-//! `benches/keras_models.py`) are in BENCHMARKS.md.
+//! `benches/keras_models.py`) are in BENCHMARKS.md. `ONLY=vgg-layers` times VGG16's
+//! layers one by one instead, beside `ONLY=vgg-layers benches/pytorch_models.py`.
 
 /// As the `cxr` binary does (see `cxr::alloc`).
 #[global_allocator]
