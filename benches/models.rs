@@ -112,8 +112,8 @@ fn main() -> cxr::Result<()> {
     }
     // ONLY=cnn skips VGG16 (for profiling the tutorial CNN alone).
     let only_cnn = std::env::var("ONLY").is_ok_and(|m| m == "cnn");
-    let vgg16 = vgg(VggConfig::vgg16())?;
     if !only_cnn {
+        let vgg16 = vgg(VggConfig::vgg16())?;
         time("VGG16 224x224", "vgg16-b1", &vgg16, (1, 3, 224, 224), 5)?;
         time("VGG16 224x224", "vgg16-b8", &vgg16, (8, 3, 224, 224), 2)?;
     }
