@@ -352,6 +352,43 @@ fn fused_batch_norm_matches_candles_ops_with_all_three_gradients() {
     }
 }
 
+/// Batch normalisation in inference mode, `x * scale + shift` per channel in one pass,
+/// against candle's `broadcast_mul` then `broadcast_add`: the same values to the bit
+/// (each rounded as those ops round it), and the gradients of all three inputs, over
+/// planes small and large enough to be split between the tasks, and a flat `(N, C)`.
+#[test]
+fn channel_affine_matches_candles_broadcast_ops() {
+    for shape in [
+        vec![4, 3, 5, 7],
+        vec![25, 8],
+        vec![3, 5, 90, 91],
+        vec![2, 64, 11, 11],
+        vec![1, 1, 1, 1],
+    ] {
+        let c = shape[1];
+        let case = shape.iter().product::<usize>() as u64;
+        let x = Var::from_tensor(&common::randn(case, 0.5, 2.0, shape.as_slice())).unwrap();
+        let scale = Var::from_tensor(&common::randn(case + 1, 1.0, 0.5, c)).unwrap();
+        let shift = Var::from_tensor(&common::randn(case + 2, 0.0, 0.5, c)).unwrap();
+        let ours = cxr::nn::kernels::channel_affine(&x, &scale, &shift).unwrap();
+        let mut per_channel = vec![1; shape.len()];
+        per_channel[1] = c;
+        let theirs = x
+            .broadcast_mul(&scale.reshape(per_channel.as_slice()).unwrap())
+            .unwrap()
+            .broadcast_add(&shift.reshape(per_channel.as_slice()).unwrap())
+            .unwrap();
+        let what = format!("channel affine {shape:?}");
+        assert_eq!(
+            common::max_abs_diff(&ours, &theirs),
+            0.0,
+            "{what}: not the same values"
+        );
+        let vars = [(&x, "x"), (&scale, "scale"), (&shift, "shift")];
+        same_outputs_and_gradients(&what, ours, theirs, &vars);
+    }
+}
+
 /// The in-place Adam kernel against the update written in candle's ops, bit for bit:
 /// each value rounded as the ops round it, over several steps (moments from zero, and
 /// gradients with exact zeros, where `-0` and `+0` differ).

@@ -441,12 +441,6 @@ impl BatchNorm {
     pub fn running_var(&self) -> &Tensor {
         self.running_var.as_tensor()
     }
-
-    fn shape_for(&self, xs: &Tensor) -> Vec<usize> {
-        let mut shape = vec![1; xs.rank()];
-        shape[1] = xs.dim(1).unwrap_or(1);
-        shape
-    }
 }
 
 impl ModuleT for BatchNorm {
@@ -454,7 +448,6 @@ impl ModuleT for BatchNorm {
         if xs.rank() < 2 {
             candle_core::bail!("batch norm needs (N, C, ...) input, got {:?}", xs.dims());
         }
-        let shape = self.shape_for(xs);
         let dtype = xs.dtype();
         if train {
             let channels = xs.dim(1)?;
@@ -483,7 +476,6 @@ impl ModuleT for BatchNorm {
         let inv_std = (var + self.cfg.eps)?.sqrt()?.recip()?;
         let scale = (self.weight.to_dtype(dtype)? * inv_std)?;
         let shift = (self.bias.to_dtype(dtype)? - (&mean * &scale)?)?;
-        xs.broadcast_mul(&scale.reshape(shape.as_slice())?)?
-            .broadcast_add(&shift.reshape(shape.as_slice())?)
+        super::kernels::channel_affine(xs, &scale, &shift)
     }
 }

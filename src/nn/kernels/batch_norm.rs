@@ -238,6 +238,115 @@ pub fn batch_norm_train(
     ))
 }
 
+/// Values per parallel task of [`ChannelAffine`]: whole planes, at least this many.
+const AFFINE_CHUNK: usize = 1 << 15;
+
+/// `x * scale[c] + shift[c]` for every value of channel `c`: batch normalisation in
+/// inference mode, with the moving statistics folded into `scale` and `shift`, in one
+/// parallel pass (candle's `broadcast_mul` then `broadcast_add` take two). The product
+/// and the sum are rounded as those two ops round them, so the values are the same.
+struct ChannelAffine;
+
+impl CustomOp3 for ChannelAffine {
+    fn name(&self) -> &'static str {
+        "cxr-channel-affine"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        scale: &CpuStorage,
+        scale_layout: &Layout,
+        shift: &CpuStorage,
+        shift_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, c, plane) = planes(x_layout.shape())?;
+        let x = f32_slice(x, x_layout)?;
+        let (scale, shift) = (
+            f32_slice(scale, scale_layout)?,
+            f32_slice(shift, shift_layout)?,
+        );
+        if scale.len() != c || shift.len() != c {
+            candle_core::bail!(
+                "channel affine: {} scales and {} shifts for {c} channels",
+                scale.len(),
+                shift.len()
+            );
+        }
+        let mut y = for_overwrite::<f32>(x.len())?;
+        let plane = plane.max(1);
+        let per_task = (AFFINE_CHUNK / plane).max(1);
+        y.par_chunks_mut(plane * per_task)
+            .zip(x.par_chunks(plane * per_task))
+            .enumerate()
+            .for_each(|(task, (y, x))| {
+                let planes = y.chunks_mut(plane).zip(x.chunks(plane));
+                for (p, (y, x)) in planes.enumerate() {
+                    let ch = (task * per_task + p) % c;
+                    let (a, b) = (scale[ch], shift[ch]);
+                    for (o, &v) in y.iter_mut().zip(x) {
+                        *o = v * a + b;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), x_layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        scale: &Tensor,
+        _shift: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let shape = channel_shape(x, scale.elem_count());
+        let dx = grad.broadcast_mul(&scale.reshape(shape.as_slice())?)?;
+        // Per channel: sum over the images and the positions.
+        let per_channel = |t: &Tensor| -> Result<Tensor> {
+            let c = scale.elem_count();
+            t.transpose(0, 1)?
+                .contiguous()?
+                .reshape((c, ()))?
+                .sum(1)?
+                .reshape(scale.shape())
+        };
+        let dscale = per_channel(&(grad * x)?)?;
+        let dshift = per_channel(grad)?;
+        Ok((Some(dx), Some(dscale), Some(dshift)))
+    }
+}
+
+/// `(1, C, 1, ...)` for an `(N, C, ...)` input: the shape a per-channel vector
+/// broadcasts from.
+fn channel_shape(x: &Tensor, c: usize) -> Vec<usize> {
+    let mut shape = vec![1; x.rank()];
+    shape[1] = c;
+    shape
+}
+
+/// `x * scale + shift` per channel of an `(N, C, ...)` input (`scale` and `shift` of
+/// length `C`): batch normalisation in inference mode. One fused pass for `f32` on the
+/// CPU; candle's broadcast ops elsewhere. Gradients reach all three.
+pub fn channel_affine(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
+    let (_, c, _) = planes(x.shape())?;
+    let fusable = x.device().is_cpu()
+        && [x, scale, shift].iter().all(|t| t.dtype() == DType::F32)
+        && scale.elem_count() == c
+        && shift.elem_count() == c;
+    if fusable {
+        return x.contiguous()?.apply_op3(
+            &scale.flatten_all()?.contiguous()?,
+            &shift.flatten_all()?.contiguous()?,
+            ChannelAffine,
+        );
+    }
+    let shape = channel_shape(x, c);
+    x.broadcast_mul(&scale.reshape(shape.as_slice())?)?
+        .broadcast_add(&shift.reshape(shape.as_slice())?)
+}
+
 /// The CUDA half: the statistics in one block per channel (sums in f64) into a tensor
 /// that the forward and backward kernels read on the GPU; the backward pass as one
 /// kernel for the per-channel sums and one for `dx`, into the same packed vector as on

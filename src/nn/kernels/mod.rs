@@ -2,8 +2,8 @@
 //! convolutions (im2col and the `gemm` crate's matrix products, in cache-sized bands run
 //! in parallel, with the bias and an optional ReLU fused in; candle runs a depthwise
 //! convolution as one convolution per channel and the input gradient of a full one as a
-//! scalar loop nest), ReLU, max-pool and batch normalisation in training mode (one
-//! parallel pass each way, where candle chains single-threaded ops).
+//! scalar loop nest), ReLU, max-pool and batch normalisation (one parallel pass each
+//! way, where candle chains single-threaded ops or, in inference mode, two passes).
 //!
 //! One op per file, each a candle custom op with its own backward pass, and each with one
 //! convention: the public function takes any tensor and returns the result, running the
@@ -26,7 +26,7 @@ mod relu;
 mod separable;
 
 pub use adam::{AdamStep, adam_update};
-pub use batch_norm::batch_norm_train;
+pub use batch_norm::{batch_norm_train, channel_affine};
 pub use common::Float;
 pub use conv::{
     conv2d, conv2d_bias, conv2d_bias_relu, pointwise, pointwise_bias, pointwise_bias_relu,
