@@ -252,16 +252,23 @@ fn fused_relu_matches_candle() {
 fn fused_max_pool_matches_reshape_and_max() {
     // Random normal values have no ties, so "first maximum" and candle's "every maximum"
     // agree; odd sizes drop the last row and column.
-    for (shape, k) in [
+    // Both backward passes: from the winners the forward pass keeps in training, and
+    // from the input read again.
+    for ((shape, k), train) in [
         ((2, 3, 8, 8), 2),
         ((1, 2, 45, 45), 2),
+        ((2, 3, 9, 8), 2),
+        ((2, 3, 8, 9), 2),
         ((3, 1, 7, 10), 3),
         ((1, 4, 5, 5), 5),
-    ] {
+    ]
+    .into_iter()
+    .flat_map(|case| [(case, true), (case, false)])
+    {
         compare_unary(
-            &format!("max-pool k{k} {shape:?}"),
+            &format!("max-pool k{k} {shape:?} train {train}"),
             shape,
-            &|x| cxr::nn::kernels::max_pool2d(x, k).unwrap(),
+            &|x| cxr::nn::kernels::max_pool2d_t(x, k, train).unwrap(),
             &|x| {
                 let (n, c, h, w) = x.dims4().unwrap();
                 let (ho, wo) = (h / k, w / k);
@@ -300,6 +307,37 @@ fn fused_max_pool_gives_a_tied_window_one_gradient() {
     assert_eq!(gx.iter().sum::<f32>(), 4.0);
     assert_eq!(gx[0], 1.0);
     assert_eq!(gx[1], 0.0);
+}
+
+/// The two backward passes of a 2 x 2 max-pool, from the winners kept in training and
+/// from the input read again, give the same gradient to the bit where windows tie
+/// (zeros after a ReLU, values rounded to a few levels) and hold NaN, infinities or the
+/// lowest value: each window's gradient to its first maximum.
+#[test]
+fn max_pool_backward_from_winners_matches_the_one_reading_the_input() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed("max-pool winners"));
+    let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MIN, 0.0, -0.0];
+    for (h, w) in [(8, 8), (9, 7), (2, 34), (45, 45)] {
+        let values: Vec<f32> = (0..2 * 3 * h * w)
+            .map(|_| match rng.random_range(0..10) {
+                0 => special[rng.random_range(0..special.len())],
+                1..=4 => 0.0,
+                _ => rng.random_range(-2i32..3) as f32 * 0.5,
+            })
+            .collect();
+        let x = Var::from_vec(values, (2, 3, h, w), &Device::Cpu).unwrap();
+        let mix = common::randn(seed("max-pool winners mix"), 0.0, 1.0, (2, 3, h / 2, w / 2));
+        let gradient = |train: bool| {
+            let y = cxr::nn::kernels::max_pool2d_t(&x, 2, train).unwrap();
+            let g = (y * &mix).unwrap().sum_all().unwrap().backward().unwrap();
+            let gx = g.get(&x).unwrap().flatten_all().unwrap();
+            gx.to_vec1::<f32>().unwrap()
+        };
+        let (kept, read) = (gradient(true), gradient(false));
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&kept), bits(&read), "{h} x {w}");
+        assert!(kept.iter().all(|v| v.is_finite()), "{h} x {w}: a non-finite gradient");
+    }
 }
 
 /// Batch norm in training mode from candle's ops: what the fused kernel replaces.

@@ -21,7 +21,7 @@
 //! writes `(H, W, C)`.
 
 use super::modules::{
-    self, BatchNormConfig, GlobalPool, SeparableConv2dConfig, glorot_uniform, max_pool2d,
+    self, BatchNormConfig, GlobalPool, SeparableConv2dConfig, glorot_uniform, max_pool2d_t,
 };
 use super::sequential::{BuildContext, Built, Layer};
 use crate::{Error, Result};
@@ -303,9 +303,13 @@ impl Default for MaxPool2D {
 
 struct Pool(usize);
 
-impl candle_core::Module for Pool {
-    fn forward(&self, xs: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
-        max_pool2d(xs, self.0)
+impl candle_core::ModuleT for Pool {
+    fn forward_t(
+        &self,
+        xs: &candle_core::Tensor,
+        train: bool,
+    ) -> candle_core::Result<candle_core::Tensor> {
+        max_pool2d_t(xs, self.0, train)
     }
 }
 

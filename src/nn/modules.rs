@@ -94,12 +94,18 @@ pub fn dense(in_features: usize, out_features: usize, vb: VarBuilder) -> Result<
 /// first maximum of each window, as PyTorch's does; elsewhere a reshape and two `max`
 /// reductions, where tied maxima each get the gradient.
 pub fn max_pool2d(xs: &Tensor, k: usize) -> Result<Tensor> {
+    max_pool2d_t(xs, k, true)
+}
+
+/// [`max_pool2d`], told whether it trains (see [`super::kernels::max_pool2d_t`]: in
+/// training its backward pass is faster, for a byte per window kept).
+pub fn max_pool2d_t(xs: &Tensor, k: usize, train: bool) -> Result<Tensor> {
     let (_, _, h, w) = xs.dims4()?;
     let (ho, wo) = (h / k, w / k);
     if ho == 0 || wo == 0 {
         candle_core::bail!("max_pool2d: a {h} x {w} input is smaller than the {k} x {k} window");
     }
-    super::kernels::max_pool2d(xs, k)
+    super::kernels::max_pool2d_t(xs, k, train)
 }
 
 /// [`max_pool2d`] as a layer.

@@ -1,5 +1,7 @@
 //! 2 x 2 (k x k) max-pooling in one parallel pass each way.
 
+use std::sync::OnceLock;
+
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -10,6 +12,11 @@ use super::common::*;
 /// each window's gradient to the first of its maxima, as PyTorch does.
 struct MaxPool {
     k: usize,
+    /// Whether the forward pass of a 2 x 2 pool keeps each window's [`Winners2`] for the
+    /// backward pass (when the input needs a gradient), which then reads a byte per
+    /// window instead of the four input values again.
+    keep_winners: bool,
+    winners: OnceLock<Vec<u8>>,
 }
 
 /// The larger of `a` and `b`, or NaN if either is (as PyTorch's max-pool propagates it);
@@ -33,6 +40,26 @@ impl candle_core::CustomOp1 for MaxPool {
         let (ho, wo) = (h / k, w / k);
         let x = f32_slice(storage, layout)?;
         let mut y = for_overwrite::<f32>(n * c * ho * wo)?;
+        if k == 2 && self.keep_winners {
+            let mut winners = vec![0u8; y.len()];
+            y.par_chunks_mut(ho * wo)
+                .zip(winners.par_chunks_mut(ho * wo))
+                .zip(x.par_chunks(h * w))
+                .for_each(|((y, won), x)| {
+                    let rows = y.chunks_exact_mut(wo).zip(won.chunks_exact_mut(wo));
+                    for (r, (y, won)) in rows.enumerate() {
+                        arch().dispatch(Winners2 {
+                            top: &x[2 * r * w..][..2 * wo],
+                            bottom: &x[(2 * r + 1) * w..][..2 * wo],
+                            y,
+                            won,
+                        });
+                    }
+                });
+            // Set once: this op runs its forward pass once.
+            let _ = self.winners.set(winners);
+            return Ok((CpuStorage::F32(y), Shape::from((n, c, ho, wo))));
+        }
         if k == 2 {
             // The common case, as branch-free selects the compiler can vectorise.
             y.par_chunks_mut(ho * wo)
@@ -84,6 +111,13 @@ impl candle_core::CustomOp1 for MaxPool {
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        if let Some(winners) = self.winners.get() {
+            let (n, c, h, w) = x.dims4()?;
+            let grad = grad.contiguous()?;
+            let g = Values::<f32>::of(&grad)?;
+            let gx = from_winners(&g, winners, (n * c, h, w))?;
+            return Ok(Some(Tensor::from_vec(gx, x.shape(), x.device())?));
+        }
         Ok(Some(x.contiguous()?.apply_op2_no_bwd(
             &grad.contiguous()?,
             &MaxPoolBackward { k: self.k },
@@ -227,13 +261,116 @@ impl pulp::WithSimd for Windows2<'_> {
     }
 }
 
+/// One row of 2 x 2 windows of the forward pass with its winners: each window's
+/// maximum (NaN if any value is, as [`max_nan`] gives it) and which of its values the
+/// backward pass gives the gradient to, the first maximum as [`Windows2`] finds it (0
+/// top left, 1 top right, 2 bottom left, 3 bottom right).
+struct Winners2<'a> {
+    top: &'a [f32],
+    bottom: &'a [f32],
+    y: &'a mut [f32],
+    won: &'a mut [u8],
+}
+
+impl pulp::WithSimd for Winners2<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let n = self.y.len();
+        let mut i0 = 0;
+        while i0 < n {
+            let m = WINDOWS.min(n - i0);
+            let [mut a0, mut a1, mut b0, mut b1] = [[0f32; WINDOWS]; 4];
+            for i in 0..m {
+                let at = 2 * (i0 + i);
+                (a0[i], a1[i]) = (self.top[at], self.top[at + 1]);
+                (b0[i], b1[i]) = (self.bottom[at], self.bottom[at + 1]);
+            }
+            let (mut y, mut won) = ([0f32; WINDOWS], [0u8; WINDOWS]);
+            for i in 0..WINDOWS {
+                let c1 = a1[i] > a0[i];
+                let m1 = if c1 { a1[i] } else { a0[i] };
+                let c2 = b0[i] > m1;
+                let m2 = if c2 { b0[i] } else { m1 };
+                let c3 = b1[i] > m2;
+                won[i] = if c3 {
+                    3
+                } else if c2 {
+                    2
+                } else {
+                    u8::from(c1)
+                };
+                y[i] = max_nan(max_nan(a0[i], a1[i]), max_nan(b0[i], b1[i]));
+            }
+            self.y[i0..i0 + m].copy_from_slice(&y[..m]);
+            self.won[i0..i0 + m].copy_from_slice(&won[..m]);
+            i0 += m;
+        }
+    }
+}
+
+/// The input gradient of a 2 x 2 max-pool from the output gradient `g` and the windows'
+/// winners: each window's gradient to its winner, zero to the other three and to a
+/// dropped last row or column. `planes` of `h` x `w` values.
+fn from_winners(
+    g: &[f32],
+    winners: &[u8],
+    (planes, h, w): (usize, usize, usize),
+) -> Result<Vec<f32>> {
+    let (ho, wo) = (h / 2, w / 2);
+    if g.len() != planes * ho * wo || winners.len() != g.len() {
+        candle_core::bail!(
+            "max-pool backward: {} gradients for {} windows",
+            g.len(),
+            winners.len()
+        );
+    }
+    let mut gx = for_overwrite::<f32>(planes * h * w)?;
+    gx.par_chunks_mut(h * w)
+        .zip(g.par_chunks(ho * wo).zip(winners.par_chunks(ho * wo)))
+        .for_each(|(gx, (g, won))| {
+            for (r, (g, won)) in g.chunks_exact(wo).zip(won.chunks_exact(wo)).enumerate() {
+                let (top, bottom) = gx[2 * r * w..][..2 * w].split_at_mut(w);
+                for ((&g, &won), (t, b)) in g
+                    .iter()
+                    .zip(won)
+                    .zip(top.chunks_exact_mut(2).zip(bottom.chunks_exact_mut(2)))
+                {
+                    t[0] = if won == 0 { g } else { 0.0 };
+                    t[1] = if won == 1 { g } else { 0.0 };
+                    b[0] = if won == 2 { g } else { 0.0 };
+                    b[1] = if won == 3 { g } else { 0.0 };
+                }
+                top[2 * wo..].fill(0.0);
+                bottom[2 * wo..].fill(0.0);
+            }
+            gx[2 * ho * w..].fill(0.0);
+        });
+    Ok(gx)
+}
+
 /// A `k` x `k` max-pool, stride `k`, a last row or column that does not fill a window
 /// dropped: a fused parallel kernel for `f32` on the CPU; elsewhere a reshape and two
 /// `max` reductions in candle's ops (where tied maxima each get the gradient).
 pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
+    max_pool2d_t(x, k, true)
+}
+
+/// [`max_pool2d`], told whether it trains: a 2 x 2 pool in training whose input needs a
+/// gradient keeps a byte per window (which value won) for its backward pass, which then
+/// writes the input gradient without reading the input again (half the time of a pass
+/// that reads it). In inference the backward pass is rare (a saliency map) and takes the
+/// longer way.
+pub fn max_pool2d_t(x: &Tensor, k: usize, train: bool) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     if (x.device().is_cpu() && x.dtype() == DType::F32) || on_gpu(&[x]) {
-        return x.contiguous()?.apply_op1(MaxPool { k });
+        let op = MaxPool {
+            k,
+            keep_winners: train && k == 2 && x.device().is_cpu() && x.track_op(),
+            winners: OnceLock::new(),
+        };
+        return x.contiguous()?.apply_op1(op);
     }
     let (ho, wo) = (h / k, w / k);
     x.narrow(2, 0, ho * k)?

@@ -33,6 +33,6 @@ pub use conv::{
 };
 pub use dense::linear;
 pub use depthwise::depthwise_conv2d;
-pub use max_pool::max_pool2d;
+pub use max_pool::{max_pool2d, max_pool2d_t};
 pub use relu::relu;
 pub use separable::separable_conv2d;
