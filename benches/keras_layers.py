@@ -3,8 +3,10 @@ shapes (batch 25, 180 x 180, channels last as Keras keeps them), forward and bac
 timed as the Rust bench and benches/pytorch_layers.py time them: the fastest of REPEATS
 runs (5) after warm-ups, the backward pass through a loss that weights every output
 element differently, the forward pass and the loss's own time taken off. Each step is
-one compiled `tf.function` with XLA (`jit_compile=True`), as Keras compiles a model's
-training step on TensorFlow by default; every layer computes its input's gradient.
+one `tf.function` without XLA, as Keras 3 runs a model's training step on a machine
+without a GPU (`jit_compile="auto"` turns XLA off there: `Trainer._resolve_auto_jit_compile`);
+`JIT=1` compiles with XLA instead (far slower per layer on a CPU). Every layer computes
+its input's gradient.
 
     target/bench-venv/bin/python benches/keras_layers.py       # beside cargo bench --bench layers
 """
