@@ -316,7 +316,14 @@ fn fused_max_pool_gives_a_tied_window_one_gradient() {
 #[test]
 fn max_pool_backward_from_winners_matches_the_one_reading_the_input() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed("max-pool winners"));
-    let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MIN, 0.0, -0.0];
+    let special = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MIN,
+        0.0,
+        -0.0,
+    ];
     for (h, w) in [(8, 8), (9, 7), (2, 34), (45, 45)] {
         let values: Vec<f32> = (0..2 * 3 * h * w)
             .map(|_| match rng.random_range(0..10) {
@@ -336,7 +343,10 @@ fn max_pool_backward_from_winners_matches_the_one_reading_the_input() {
         let (kept, read) = (gradient(true), gradient(false));
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&kept), bits(&read), "{h} x {w}");
-        assert!(kept.iter().all(|v| v.is_finite()), "{h} x {w}: a non-finite gradient");
+        assert!(
+            kept.iter().all(|v| v.is_finite()),
+            "{h} x {w}: a non-finite gradient"
+        );
     }
 }
 
