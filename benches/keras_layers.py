@@ -11,7 +11,6 @@ its input's gradient.
     target/bench-venv/bin/python benches/keras_layers.py       # beside cargo bench --bench layers
 """
 import os
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -20,20 +19,16 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+import timing
+
 REPEATS = int(os.environ.get("REPEATS", "5"))
 JIT = os.environ.get("JIT", "0") == "1"
 BATCH = 25
 
 
 def fastest(f):
-    f()
-    f()
-    best = float("inf")
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        f()
-        best = min(best, time.perf_counter() - start)
-    return best
+    # Two warm-ups: the first call of a `tf.function` traces and compiles it.
+    return timing.fastest(f, REPEATS, warmups=2)
 
 
 def time_layer(name, shape, layer, total):

@@ -10,11 +10,11 @@ both sides pinned:
     taskset -c 1 target/bench-venv/bin/python benches/pytorch_layers.py
 """
 import os
-import time
 
 import torch
 from torch import nn
 
+import timing
 from pytorch_models import sep
 
 REPEATS = int(os.environ.get("REPEATS", "5"))
@@ -22,13 +22,7 @@ BATCH = 25
 
 
 def fastest(f):
-    f()
-    best = float("inf")
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        f()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return timing.fastest(f, REPEATS)
 
 
 def time_layer(name, shape, layer, channels_last, total):

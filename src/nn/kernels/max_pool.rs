@@ -230,26 +230,16 @@ impl pulp::WithSimd for Windows2<'_> {
         let mut i0 = 0;
         while i0 < n {
             let m = WINDOWS.min(n - i0);
-            let [mut a0, mut a1, mut b0, mut b1, mut g] = [[0f32; WINDOWS]; 5];
-            for i in 0..m {
-                let at = 2 * (i0 + i);
-                (a0[i], a1[i]) = (self.top[at], self.top[at + 1]);
-                (b0[i], b1[i]) = (self.bottom[at], self.bottom[at + 1]);
-                g[i] = self.g[i0 + i];
-            }
+            let [a0, a1, b0, b1] = windows(self.top, self.bottom, i0, m);
+            let mut g = [0f32; WINDOWS];
+            g[..m].copy_from_slice(&self.g[i0..i0 + m]);
             let [mut o0, mut o1, mut o2, mut o3] = [[0f32; WINDOWS]; 4];
             for i in 0..WINDOWS {
-                // Whether each value beat the best of those before it; the last that
-                // did is the first maximum.
-                let c1 = a1[i] > a0[i];
-                let m1 = if c1 { a1[i] } else { a0[i] };
-                let c2 = b0[i] > m1;
-                let m2 = if c2 { b0[i] } else { m1 };
-                let c3 = b1[i] > m2;
-                o0[i] = if !(c1 | c2 | c3) { g[i] } else { 0.0 };
-                o1[i] = if c1 & !c2 & !c3 { g[i] } else { 0.0 };
-                o2[i] = if c2 & !c3 { g[i] } else { 0.0 };
-                o3[i] = if c3 { g[i] } else { 0.0 };
+                let won = winner([a0[i], a1[i], b0[i], b1[i]]);
+                o0[i] = if won == 0 { g[i] } else { 0.0 };
+                o1[i] = if won == 1 { g[i] } else { 0.0 };
+                o2[i] = if won == 2 { g[i] } else { 0.0 };
+                o3[i] = if won == 3 { g[i] } else { 0.0 };
             }
             for i in 0..m {
                 let at = 2 * (i0 + i);
@@ -261,10 +251,40 @@ impl pulp::WithSimd for Windows2<'_> {
     }
 }
 
+/// The values of windows `i0..i0 + m` of a pair of rows, by position (top left, top
+/// right, bottom left, bottom right), zero past `m`.
+#[inline(always)]
+fn windows(top: &[f32], bottom: &[f32], i0: usize, m: usize) -> [[f32; WINDOWS]; 4] {
+    let [mut a0, mut a1, mut b0, mut b1] = [[0f32; WINDOWS]; 4];
+    for i in 0..m {
+        let at = 2 * (i0 + i);
+        (a0[i], a1[i]) = (top[at], top[at + 1]);
+        (b0[i], b1[i]) = (bottom[at], bottom[at + 1]);
+    }
+    [a0, a1, b0, b1]
+}
+
+/// Which value of a window is its first maximum (0 top left, 1 top right, 2 bottom left,
+/// 3 bottom right), as the scalar loop's strict `>` in that order finds it: whether each
+/// value beat the best of those before it; the last that did. NaN never wins.
+#[inline(always)]
+fn winner([a0, a1, b0, b1]: [f32; 4]) -> u8 {
+    let c1 = a1 > a0;
+    let m1 = if c1 { a1 } else { a0 };
+    let c2 = b0 > m1;
+    let m2 = if c2 { b0 } else { m1 };
+    if b1 > m2 {
+        3
+    } else if c2 {
+        2
+    } else {
+        u8::from(c1)
+    }
+}
+
 /// One row of 2 x 2 windows of the forward pass with its winners: each window's
 /// maximum (NaN if any value is, as [`max_nan`] gives it) and which of its values the
-/// backward pass gives the gradient to, the first maximum as [`Windows2`] finds it (0
-/// top left, 1 top right, 2 bottom left, 3 bottom right).
+/// backward pass gives the gradient to, its [`winner`].
 struct Winners2<'a> {
     top: &'a [f32],
     bottom: &'a [f32],
@@ -281,26 +301,10 @@ impl pulp::WithSimd for Winners2<'_> {
         let mut i0 = 0;
         while i0 < n {
             let m = WINDOWS.min(n - i0);
-            let [mut a0, mut a1, mut b0, mut b1] = [[0f32; WINDOWS]; 4];
-            for i in 0..m {
-                let at = 2 * (i0 + i);
-                (a0[i], a1[i]) = (self.top[at], self.top[at + 1]);
-                (b0[i], b1[i]) = (self.bottom[at], self.bottom[at + 1]);
-            }
+            let [a0, a1, b0, b1] = windows(self.top, self.bottom, i0, m);
             let (mut y, mut won) = ([0f32; WINDOWS], [0u8; WINDOWS]);
             for i in 0..WINDOWS {
-                let c1 = a1[i] > a0[i];
-                let m1 = if c1 { a1[i] } else { a0[i] };
-                let c2 = b0[i] > m1;
-                let m2 = if c2 { b0[i] } else { m1 };
-                let c3 = b1[i] > m2;
-                won[i] = if c3 {
-                    3
-                } else if c2 {
-                    2
-                } else {
-                    u8::from(c1)
-                };
+                won[i] = winner([a0[i], a1[i], b0[i], b1[i]]);
                 y[i] = max_nan(max_nan(a0[i], a1[i]), max_nan(b0[i], b1[i]));
             }
             self.y[i0..i0 + m].copy_from_slice(&y[..m]);
