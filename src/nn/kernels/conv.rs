@@ -458,18 +458,27 @@ impl CustomOp3 for Im2colConv {
             Values::<f32>::of(w)?,
             Values::<f32>::of(grad)?,
         );
-        // Through the ReLU first: the gradient passes where the output is positive.
+        // Through the ReLU first: the gradient passes where the output is positive. Each
+        // plane's sum (the bias's gradient, image by image) is taken in the same pass,
+        // while the plane is still in cache.
         let masked: Vec<f32>;
-        let dy: &[f32] = if self.relu {
+        let (dy, plane_sums): (&[f32], Vec<f32>) = if self.relu {
             let y = Values::<f32>::of(output)?;
-            masked = dy
-                .par_iter()
-                .zip(y.par_iter())
-                .map(|(&g, &v)| if v > 0.0 { g } else { 0.0 })
+            let mut m = for_overwrite::<f32>(dy.len())?;
+            let sums = m
+                .par_chunks_mut(hw)
+                .zip(dy.par_chunks(hw).zip(y.par_chunks(hw)))
+                .map(|(m, (g, y))| {
+                    for ((m, &g), &v) in m.iter_mut().zip(g).zip(y) {
+                        *m = if v > 0.0 { g } else { 0.0 };
+                    }
+                    sum(m)
+                })
                 .collect();
-            &masked
+            masked = m;
+            (&masked, sums)
         } else {
-            &dy
+            (&dy, dy.par_chunks(hw).map(sum).collect())
         };
         // The input's gradient is skipped where nothing upstream needs it (the image).
         // With few output channels it is a direct convolution of the output gradient
@@ -547,8 +556,7 @@ impl CustomOp3 for Im2colConv {
                     );
                 }
             }
-            let gb: Vec<f32> = dyi.chunks_exact(hw).map(sum).collect();
-            (gw, gb)
+            (gw, plane_sums[i * o..][..o].to_vec())
         };
         let zero = || (vec![0f32; o * ckk], vec![0f32; o]);
         let add = |(mut aw, mut ab): (Vec<f32>, Vec<f32>), (bw, bb): (Vec<f32>, Vec<f32>)| {
@@ -560,11 +568,12 @@ impl CustomOp3 for Im2colConv {
             // Few input channels: the kernel's gradient directly too (no im2col), when
             // the input's gradient is not wanted or was computed directly above.
             Some(d) if !want_gx => {
-                let gb = dy.par_chunks_exact(hw).map(sum).collect::<Vec<_>>();
-                let gb = gb.chunks_exact(o).fold(vec![0f32; o], |mut acc, image| {
-                    acc.iter_mut().zip(image).for_each(|(a, b)| *a += *b);
-                    acc
-                });
+                let gb = plane_sums
+                    .chunks_exact(o)
+                    .fold(vec![0f32; o], |mut acc, image| {
+                        acc.iter_mut().zip(image).for_each(|(a, b)| *a += *b);
+                        acc
+                    });
                 (direct_kernel_gradient(&input, dy, d), gb)
             }
             // The images' partial gradients summed in image order, whatever the threads
