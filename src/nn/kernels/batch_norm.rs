@@ -57,23 +57,24 @@ impl CustomOp3 for BatchNormTrain {
             f32_slice(beta, beta_layout)?,
         );
         let stats = &self.stats;
-        if stats.len() != c {
-            candle_core::bail!("batch norm: {} statistics for {c} channels", stats.len());
+        if stats.len() != c || gamma.len() != c || beta.len() != c {
+            candle_core::bail!(
+                "batch norm: {} statistics, {} scales and {} offsets for {c} channels",
+                stats.len(),
+                gamma.len(),
+                beta.len()
+            );
         }
-        let mut y = for_overwrite::<f32>(x.len())?;
-        y.par_chunks_mut(plane.max(1))
-            .zip(x.par_chunks(plane.max(1)))
-            .enumerate()
-            .for_each(|(p, (y, x))| {
-                let ch = p % c;
-                let (mean, var) = stats[ch];
-                let scale = f64::from(gamma[ch]) / (var + self.eps).sqrt();
-                let shift = f64::from(beta[ch]) - mean * scale;
-                let (scale, shift) = (scale as f32, shift as f32);
-                for (o, &v) in y.iter_mut().zip(x) {
-                    *o = v * scale + shift;
-                }
-            });
+        // Each channel's scale and shift from its statistics, in f64, then rounded once.
+        let (scale, shift): (Vec<f32>, Vec<f32>) = stats
+            .iter()
+            .zip(gamma.iter().zip(beta))
+            .map(|(&(mean, var), (&g, &b))| {
+                let scale = f64::from(g) / (var + self.eps).sqrt();
+                (scale as f32, (f64::from(b) - mean * scale) as f32)
+            })
+            .unzip();
+        let y = scale_shift(x, plane, &scale, &shift)?;
         Ok((CpuStorage::F32(y), x_layout.shape().clone()))
     }
 
@@ -206,19 +207,14 @@ pub fn batch_norm_train(
     }
     let (n, c, plane) = planes(x.shape())?;
     if !fusable {
-        // Per channel over every other axis: channels first, the rest flat.
-        let per_channel = x.transpose(0, 1)?.contiguous()?.reshape((c, ()))?;
+        let per_channel = by_channel(x)?;
         let mean = per_channel.mean(1)?;
         let centred = per_channel.broadcast_sub(&mean.unsqueeze(1)?)?;
         let var = centred.sqr()?.mean(1)?;
-        let mut shape = vec![1; x.rank()];
-        shape[1] = c;
         let inv_std = (&var + eps)?.sqrt()?.recip()?;
         let scale = (gamma.to_dtype(x.dtype())? * inv_std)?;
         let shift = (beta.to_dtype(x.dtype())? - (&mean * &scale)?)?;
-        let y = x
-            .broadcast_mul(&scale.reshape(shape.as_slice())?)?
-            .broadcast_add(&shift.reshape(shape.as_slice())?)?;
+        let y = channel_affine(x, &scale, &shift)?;
         return Ok((y, mean, var));
     }
     let x = x.contiguous()?;
@@ -238,7 +234,7 @@ pub fn batch_norm_train(
     ))
 }
 
-/// Values per parallel task of [`ChannelAffine`]: whole planes, at least this many.
+/// Values per parallel task of [`scale_shift`]: whole planes, at least this many.
 const AFFINE_CHUNK: usize = 1 << 15;
 
 /// `x * scale[c] + shift[c]` for every value of channel `c`: batch normalisation in
@@ -274,22 +270,7 @@ impl CustomOp3 for ChannelAffine {
                 shift.len()
             );
         }
-        let mut y = for_overwrite::<f32>(x.len())?;
-        let plane = plane.max(1);
-        let per_task = (AFFINE_CHUNK / plane).max(1);
-        y.par_chunks_mut(plane * per_task)
-            .zip(x.par_chunks(plane * per_task))
-            .enumerate()
-            .for_each(|(task, (y, x))| {
-                let planes = y.chunks_mut(plane).zip(x.chunks(plane));
-                for (p, (y, x)) in planes.enumerate() {
-                    let ch = (task * per_task + p) % c;
-                    let (a, b) = (scale[ch], shift[ch]);
-                    for (o, &v) in y.iter_mut().zip(x) {
-                        *o = v * a + b;
-                    }
-                }
-            });
+        let y = scale_shift(x, plane, scale, shift)?;
         Ok((CpuStorage::F32(y), x_layout.shape().clone()))
     }
 
@@ -303,19 +284,38 @@ impl CustomOp3 for ChannelAffine {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let shape = channel_shape(x, scale.elem_count());
         let dx = grad.broadcast_mul(&scale.reshape(shape.as_slice())?)?;
-        // Per channel: sum over the images and the positions.
-        let per_channel = |t: &Tensor| -> Result<Tensor> {
-            let c = scale.elem_count();
-            t.transpose(0, 1)?
-                .contiguous()?
-                .reshape((c, ()))?
-                .sum(1)?
-                .reshape(scale.shape())
-        };
-        let dscale = per_channel(&(grad * x)?)?;
-        let dshift = per_channel(grad)?;
-        Ok((Some(dx), Some(dscale), Some(dshift)))
+        let sums = |t: &Tensor| by_channel(t)?.sum(1)?.reshape(scale.shape());
+        Ok((Some(dx), Some(sums(&(grad * x)?)?), Some(sums(grad)?)))
     }
+}
+
+/// `x * scale[c] + shift[c]` over the planes of `plane` values of an `(N, C, ...)`
+/// input, in parallel tasks of whole planes.
+fn scale_shift(x: &[f32], plane: usize, scale: &[f32], shift: &[f32]) -> Result<Vec<f32>> {
+    let c = scale.len();
+    let mut y = for_overwrite::<f32>(x.len())?;
+    let plane = plane.max(1);
+    let per_task = (AFFINE_CHUNK / plane).max(1);
+    y.par_chunks_mut(plane * per_task)
+        .zip(x.par_chunks(plane * per_task))
+        .enumerate()
+        .for_each(|(task, (y, x))| {
+            let planes = y.chunks_mut(plane).zip(x.chunks(plane));
+            for (p, (y, x)) in planes.enumerate() {
+                let ch = (task * per_task + p) % c;
+                let (a, b) = (scale[ch], shift[ch]);
+                for (o, &v) in y.iter_mut().zip(x) {
+                    *o = v * a + b;
+                }
+            }
+        });
+    Ok(y)
+}
+
+/// An `(N, C, ...)` tensor as `(C, N * ...)`: each channel's values in one row.
+fn by_channel(t: &Tensor) -> Result<Tensor> {
+    let c = t.dim(1)?;
+    t.transpose(0, 1)?.contiguous()?.reshape((c, ()))
 }
 
 /// `(1, C, 1, ...)` for an `(N, C, ...)` input: the shape a per-channel vector
