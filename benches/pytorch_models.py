@@ -14,6 +14,8 @@ import torch
 import torchvision
 from torch import nn
 
+import timing
+
 
 def sep(i, o):
     return nn.Sequential(nn.Conv2d(i, i, 3, padding=1, groups=i, bias=False), nn.Conv2d(i, o, 1), nn.ReLU())
@@ -55,13 +57,8 @@ def bench(name, key, model, shape, repeats, channels_last):
 
 def fastest(model, x, repeats):
     """The fastest of `repeats` calls of `model(x)` after one warm-up, in seconds."""
-    best = float("inf")
     with torch.inference_mode():
-        for _ in range(repeats + 1):
-            start = time.perf_counter()
-            model(x)
-            best = min(best, time.perf_counter() - start)
-    return best
+        return timing.fastest(lambda: model(x), repeats)
 
 
 def vgg_layers(channels_last):
