@@ -310,7 +310,7 @@ fn fused_max_pool_gives_a_tied_window_one_gradient() {
 }
 
 /// The two backward passes of a 2 x 2 max-pool, from the winners kept in training and
-/// from the input read again, give the same gradient to the bit where windows tie
+/// from the input read again, give a plain loop's gradient to the bit where windows tie
 /// (zeros after a ReLU, values rounded to a few levels) and hold NaN, infinities or the
 /// lowest value: each window's gradient to its first maximum.
 #[test]
@@ -324,7 +324,8 @@ fn max_pool_backward_from_winners_matches_the_one_reading_the_input() {
         0.0,
         -0.0,
     ];
-    for (h, w) in [(8, 8), (9, 7), (2, 34), (45, 45)] {
+    // k = 3 checks the plain path of other window sizes by the same rule.
+    for (k, h, w) in [(2, 8, 8), (2, 9, 7), (2, 2, 34), (2, 45, 45), (3, 9, 11)] {
         let values: Vec<f32> = (0..2 * 3 * h * w)
             .map(|_| match rng.random_range(0..10) {
                 0 => special[rng.random_range(0..special.len())],
@@ -333,19 +334,43 @@ fn max_pool_backward_from_winners_matches_the_one_reading_the_input() {
             })
             .collect();
         let x = Var::from_vec(values, (2, 3, h, w), &Device::Cpu).unwrap();
-        let mix = common::randn(seed("max-pool winners mix"), 0.0, 1.0, (2, 3, h / 2, w / 2));
+        let (ho, wo) = (h / k, w / k);
+        let mix = common::randn(seed("max-pool winners mix"), 0.0, 1.0, (2, 3, ho, wo));
         let gradient = |train: bool| {
-            let y = cxr::nn::kernels::max_pool2d_t(&x, 2, train).unwrap();
+            let y = cxr::nn::kernels::max_pool2d_t(&x, k, train).unwrap();
             let g = (y * &mix).unwrap().sum_all().unwrap().backward().unwrap();
             let gx = g.get(&x).unwrap().flatten_all().unwrap();
             gx.to_vec1::<f32>().unwrap()
         };
+        // The rule written out once more, as a plain loop: each window's gradient to the
+        // last value that beats every one before it (strict `>`, starting from the first
+        // value), or to the first value when none does. NaN beats nothing, and nothing
+        // beats a NaN first value (the CUDA kernel's rule too).
+        let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let ms = mix.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mut expected = vec![0f32; xs.len()];
+        for plane in 0..6 {
+            for r in 0..ho {
+                for c in 0..wo {
+                    let at = |i: usize, j: usize| plane * h * w + (k * r + i) * w + k * c + j;
+                    let (mut best, mut won) = (xs[at(0, 0)], at(0, 0));
+                    for (i, j) in (0..k).flat_map(|i| (0..k).map(move |j| (i, j))) {
+                        if xs[at(i, j)] > best {
+                            (best, won) = (xs[at(i, j)], at(i, j));
+                        }
+                    }
+                    expected[won] = ms[(plane * ho + r) * wo + c];
+                }
+            }
+        }
         let (kept, read) = (gradient(true), gradient(false));
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&kept), bits(&read), "{h} x {w}");
+        let case = format!("k {k}, {h} x {w}");
+        assert_eq!(bits(&kept), bits(&expected), "{case}: kept winners");
+        assert_eq!(bits(&read), bits(&expected), "{case}: input read again");
         assert!(
             kept.iter().all(|v| v.is_finite()),
-            "{h} x {w}: a non-finite gradient"
+            "{case}: a non-finite gradient"
         );
     }
 }

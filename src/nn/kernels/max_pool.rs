@@ -176,7 +176,10 @@ impl candle_core::CustomOp2 for MaxPoolBackward {
             .for_each(|(gx, (x, g))| {
                 for r in 0..ho {
                     for col in 0..wo {
-                        let (mut best, mut at) = (f32::NEG_INFINITY, (r * k) * w + col * k);
+                        // From the window's first value, as the 2 x 2 kernels and the
+                        // CUDA kernel start: a NaN there keeps the gradient.
+                        let at0 = (r * k) * w + col * k;
+                        let (mut best, mut at) = (x[at0], at0);
                         for i in 0..k {
                             for j in 0..k {
                                 let p = (r * k + i) * w + col * k + j;
@@ -265,8 +268,9 @@ fn windows(top: &[f32], bottom: &[f32], i0: usize, m: usize) -> [[f32; WINDOWS];
 }
 
 /// Which value of a window is its first maximum (0 top left, 1 top right, 2 bottom left,
-/// 3 bottom right), as the scalar loop's strict `>` in that order finds it: whether each
-/// value beat the best of those before it; the last that did. NaN never wins.
+/// 3 bottom right), as the scalar loop's strict `>` in that order finds it, starting from
+/// the first value: whether each value beat the best of those before it; the last that
+/// did. A later NaN never wins; a NaN first value keeps the gradient (nothing beats it).
 #[inline(always)]
 fn winner([a0, a1, b0, b1]: [f32; 4]) -> u8 {
     let c1 = a1 > a0;
