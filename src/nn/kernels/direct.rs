@@ -344,12 +344,14 @@ impl WithSimd for BandGradient<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        // A 3 x 3 kernel on AVX-512 and AVX2 takes its three columns at once for four
-        // channels: each output-gradient vector loaded once for three columns, each
-        // input vector once for four channels, twelve accumulators (with the three
-        // input and one gradient vector, all 16 of AVX2's registers).
+        // A 3 x 3 kernel takes its three columns at once: each output-gradient vector
+        // loaded once for three columns, each input vector once for every channel. On
+        // AVX-512 (32 registers) for all eight channels, 24 accumulators; on AVX2 (16)
+        // for four, 12 accumulators (with the three input and one gradient vector, all
+        // 16 registers).
         match (self.g.k, S::F32_LANES) {
-            (3, 16 | 8) => self.columns::<S, 3, 4>(simd, 3),
+            (3, 16) => self.columns::<S, 3, 8>(simd, 3),
+            (3, 8) => self.columns::<S, 3, 4>(simd, 3),
             (k, _) => self.columns::<S, 1, 8>(simd, k),
         }
     }
@@ -360,31 +362,42 @@ impl BandGradient<'_> {
     #[inline(always)]
     fn columns<S: Simd, const J: usize, const T: usize>(self, simd: S, k: usize) {
         let (g, lanes) = (self.g, S::F32_LANES);
+        let (rows, wide, width, plane_len) = (self.rows, self.wide, self.width, self.plane_len);
         let ckk = g.c * k * k;
         let channels = self.gw.len() / ckk;
-        for ch in 0..g.c {
-            for i in 0..k {
-                for j0 in (0..k).step_by(J) {
-                    for t0 in (0..BLOCK).step_by(T) {
+        // Every load below lies inside these bounds, checked once here rather than at
+        // each load: an input strip reaches column `x + lanes - 1 + k - 1` of a row
+        // `width` wide, a gradient strip channel `T - 1` of its packed row.
+        assert!(T <= BLOCK && J <= k && LANES % lanes == 0 && wide % LANES == 0);
+        assert!(width >= wide + k - 1 && plane_len >= (rows + k - 1) * width);
+        assert!(self.pad.len() >= g.c * plane_len && self.dy.len() >= BLOCK * rows * wide);
+        let (pad, dy) = (self.pad.as_ptr(), self.dy.as_ptr());
+        for t0 in (0..BLOCK).step_by(T) {
+            for ch in 0..g.c {
+                for i in 0..k {
+                    for j0 in (0..k).step_by(J) {
                         let mut acc = [[simd.splat_f32s(0.0); J]; T];
-                        // Rows and strips in one loop, so that the accumulators stay in
-                        // registers from the first strip to the last.
-                        let (mut y, mut x0) = (0, 0);
-                        for _ in 0..self.rows * self.wide / lanes {
-                            let at = ch * self.plane_len + (y + i) * self.width + j0 + x0;
-                            let line = &self.pad[at..][..lanes + J - 1];
-                            let v: [S::f32s; J] = std::array::from_fn(|j| load::<S>(&line[j..]));
-                            let at = (y * self.wide + x0 / LANES * LANES) * BLOCK + x0 % LANES;
-                            let dy = &self.dy[at + t0 * LANES..][..(T - 1) * LANES + lanes];
-                            for (t, acc) in acc.iter_mut().enumerate() {
-                                let d = load::<S>(&dy[t * LANES..]);
-                                for (a, v) in acc.iter_mut().zip(v) {
-                                    *a = simd.mul_add_e_f32s(d, v, *a);
+                        // Every row and strip of the band into the same accumulators,
+                        // which stay in registers from the first strip to the last.
+                        for y in 0..rows {
+                            let line = ch * plane_len + (y + i) * width + j0;
+                            let packed = y * wide * BLOCK + t0 * LANES;
+                            for x in (0..wide).step_by(lanes) {
+                                let at = packed + x / LANES * LANES * BLOCK + x % LANES;
+                                // SAFETY: inside `pad` and `dy` by the asserts above
+                                // (x < wide, j0 + J <= k, t0 + T <= BLOCK).
+                                let v: [S::f32s; J] = std::array::from_fn(|j| unsafe {
+                                    pad.add(line + x + j).cast::<S::f32s>().read_unaligned()
+                                });
+                                for (t, acc) in acc.iter_mut().enumerate() {
+                                    // SAFETY: as above.
+                                    let d = unsafe {
+                                        dy.add(at + t * LANES).cast::<S::f32s>().read_unaligned()
+                                    };
+                                    for (a, v) in acc.iter_mut().zip(v) {
+                                        *a = simd.mul_add_e_f32s(d, v, *a);
+                                    }
                                 }
-                            }
-                            x0 += lanes;
-                            if x0 == self.wide {
-                                (y, x0) = (y + 1, 0);
                             }
                         }
                         for (t, acc) in (t0..).zip(&acc).take(channels.saturating_sub(t0)) {
