@@ -133,8 +133,39 @@ pub(super) fn pad_plane<T: WithDType>(
     pad: &mut [T],
     width: usize,
     src: &[T],
+    size: Size,
+    q: (isize, isize),
+) {
+    pad_rows(pad, width, size, q, |r, cols, to| {
+        to.copy_from_slice(&src[r * size.1..][cols])
+    });
+}
+
+/// [`pad_plane`] of `src` where `mask` (a ReLU's output, of `src`'s size) is positive,
+/// zero where it is not: the gradient through the ReLU, padded in the same pass.
+pub(super) fn pad_plane_where(
+    pad: &mut [f32],
+    width: usize,
+    (src, mask): (&[f32], &[f32]),
+    size: Size,
+    q: (isize, isize),
+) {
+    pad_rows(pad, width, size, q, |r, cols, to| {
+        let (from, mask) = (&src[r * size.1..][cols.clone()], &mask[r * size.1..][cols]);
+        for ((to, &g), &m) in to.iter_mut().zip(from).zip(mask) {
+            *to = if m > 0.0 { g } else { 0.0 };
+        }
+    });
+}
+
+/// The rows of [`pad_plane`]: zeros around what `copy(source row, its columns, into)`
+/// writes.
+fn pad_rows<T: WithDType>(
+    pad: &mut [T],
+    width: usize,
     (h, w): Size,
     (qr, qc): (isize, isize),
+    mut copy: impl FnMut(usize, Range<usize>, &mut [T]),
 ) {
     // Source column c lands at padded column c + qc; those before column 0 or past the
     // row are never read.
@@ -147,10 +178,9 @@ pub(super) fn pad_plane<T: WithDType>(
             line.fill(T::zero());
             continue;
         }
-        let from = &src[r as usize * w..][first..last];
         line[..at].fill(T::zero());
-        line[at..at + from.len()].copy_from_slice(from);
-        line[at + from.len()..].fill(T::zero());
+        copy(r as usize, first..last, &mut line[at..at + last - first]);
+        line[at + last - first..].fill(T::zero());
     }
 }
 
@@ -227,6 +257,59 @@ pub(super) fn sum(a: &[f32]) -> f32 {
         }
     }
     rest + acc.iter().sum::<f32>()
+}
+
+/// [`sum`] of a plane whose values arrive a row (or any run) at a time, in order: the
+/// same sixteen running sums and the same remainder, so that the total equals
+/// `sum(plane)` to the bit. For kernels that read a plane in bands of rows and take its
+/// sum on the way (a bias's gradient) instead of in a pass of its own.
+pub(super) struct PlaneSum {
+    acc: [f32; 16],
+    rest: Vec<f32>,
+    /// Where [`sum`]'s remainder starts: the values from here on are summed one by one.
+    main: usize,
+    next: usize,
+}
+
+impl PlaneSum {
+    pub(super) fn new(len: usize) -> Self {
+        PlaneSum {
+            acc: [0.0; 16],
+            rest: Vec::new(),
+            main: len - len % 16,
+            next: 0,
+        }
+    }
+
+    /// Adds the plane's values at positions `at..at + values.len()`, which must follow
+    /// the ones added before.
+    pub(super) fn add(&mut self, at: usize, values: &[f32]) {
+        assert_eq!(at, self.next, "a plane's values added out of order");
+        self.next += values.len();
+        let (lanes, rest) = values.split_at(self.main.saturating_sub(at).min(values.len()));
+        self.rest.extend_from_slice(rest);
+        // Up to the next whole vector one by one, then whole vectors (lane l takes
+        // position 16 k + l, as in `sum`), then the values left.
+        let lead = ((16 - at % 16) % 16).min(lanes.len());
+        for (i, &v) in lanes[..lead].iter().enumerate() {
+            self.acc[(at + i) % 16] += v;
+        }
+        let chunks = lanes[lead..].chunks_exact(16);
+        let tail = chunks.remainder();
+        for chunk in chunks {
+            for l in 0..16 {
+                self.acc[l] += chunk[l];
+            }
+        }
+        for (l, &v) in tail.iter().enumerate() {
+            self.acc[l] += v;
+        }
+    }
+
+    pub(super) fn total(&self) -> f32 {
+        let rest: f32 = self.rest.iter().sum();
+        rest + self.acc.iter().sum::<f32>()
+    }
 }
 
 /// `sum (v - m)²` over `x`, in sixteen running sums (see [`sum`]).
@@ -361,4 +444,36 @@ pub(super) fn on_gpu(tensors: &[&Tensor]) -> bool {
         && tensors
             .iter()
             .all(|t| t.device().is_cuda() && t.dtype() == candle_core::DType::F32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Row by row, in rows of any width, equals the plane's sum to the bit.
+    #[test]
+    fn plane_sum_by_rows_is_sum_to_the_bit() {
+        for (len, row) in [
+            (0, 1),
+            (7, 3),
+            (32400, 180),
+            (8100, 90),
+            (121, 11),
+            (50, 7),
+            (48, 16),
+        ] {
+            let plane: Vec<f32> = (0..len)
+                .map(|i| ((i * 7919) % 1013) as f32 * 0.37 - 150.0 + 1e-3 * i as f32)
+                .collect();
+            let mut by_rows = PlaneSum::new(len);
+            for (r, values) in plane.chunks(row).enumerate() {
+                by_rows.add(r * row, values);
+            }
+            assert_eq!(
+                by_rows.total().to_bits(),
+                sum(&plane).to_bits(),
+                "{len} in rows of {row}"
+            );
+        }
+    }
 }

@@ -386,7 +386,7 @@ impl CustomOp3 for Im2colConv {
         let (g, o, ckk, relu) = (s.g, s.o, s.ckk(), self.relu);
         let shape = Shape::from((s.n, o, g.ho, g.wo));
         if let Some(d) = s.direct() {
-            let out = direct(input, kernel, Some(bias), d, relu)?;
+            let out = direct(input, None, kernel, Some(bias), d, relu)?;
             return Ok((CpuStorage::F32(out), shape));
         }
         let (hw, chw) = (g.ho * g.wo, s.c * g.h * g.w);
@@ -458,32 +458,13 @@ impl CustomOp3 for Im2colConv {
             Values::<f32>::of(w)?,
             Values::<f32>::of(grad)?,
         );
-        // Through the ReLU first: the gradient passes where the output is positive. Each
-        // plane's sum (the bias's gradient, image by image) is taken in the same pass,
-        // while the plane is still in cache.
-        let masked: Vec<f32>;
-        let (dy, plane_sums): (&[f32], Vec<f32>) = if self.relu {
-            let y = Values::<f32>::of(output)?;
-            let mut m = for_overwrite::<f32>(dy.len())?;
-            let sums = m
-                .par_chunks_mut(hw)
-                .zip(dy.par_chunks(hw).zip(y.par_chunks(hw)))
-                .map(|(m, (g, y))| {
-                    for ((m, &g), &v) in m.iter_mut().zip(g).zip(y) {
-                        *m = if v > 0.0 { g } else { 0.0 };
-                    }
-                    sum(m)
-                })
-                .collect();
-            masked = m;
-            (&masked, sums)
-        } else {
-            (&dy, dy.par_chunks(hw).map(sum).collect())
+        let y = match self.relu {
+            true => Some(Values::<f32>::of(output)?),
+            false => None,
         };
         // The input's gradient is skipped where nothing upstream needs it (the image).
         // With few output channels it is a direct convolution of the output gradient
-        // with the turned kernel, computed below; otherwise image by image with the
-        // kernel's gradient.
+        // with the turned kernel; otherwise image by image with the kernel's gradient.
         let direct_back = s.input_gradient_direct().filter(|_| x.track_op());
         let want_gx = x.track_op() && direct_back.is_none();
         let back = s.input_gradient().filter(|_| !s.pointwise());
@@ -502,6 +483,50 @@ impl CustomOp3 for Im2colConv {
                 t
             }
             false => Vec::new(),
+        };
+        let dev = x.device();
+        // Few input channels, and the input's gradient not wanted or direct too: every
+        // gradient directly (no im2col), each applying the ReLU's gradient as it reads
+        // the output gradient (no masked copy of it), the bias's gradient summed on
+        // the way.
+        if let Some(d) = s.direct().filter(|_| !want_gx) {
+            let mask = y.as_deref();
+            let (gw, plane_sums) = direct_kernel_gradient(&input, (&dy, mask), d);
+            let gx = match direct_back {
+                Some(b) => Some(Tensor::from_vec(
+                    direct(&dy, mask, &turned, None, b, false)?,
+                    x.shape(),
+                    dev,
+                )?),
+                None => None,
+            };
+            return Ok((
+                gx,
+                Some(Tensor::from_vec(gw, w.shape(), dev)?),
+                Some(Tensor::from_vec(image_order_sum(&plane_sums, o), o, dev)?),
+            ));
+        }
+        // Through the ReLU first: the gradient passes where the output is positive. Each
+        // plane's sum (the bias's gradient, image by image) is taken in the same pass,
+        // while the plane is still in cache.
+        let masked: Vec<f32>;
+        let (dy, plane_sums): (&[f32], Vec<f32>) = match &y {
+            Some(y) => {
+                let mut m = for_overwrite::<f32>(dy.len())?;
+                let sums = m
+                    .par_chunks_mut(hw)
+                    .zip(dy.par_chunks(hw).zip(y.par_chunks(hw)))
+                    .map(|(m, (g, y))| {
+                        for ((m, &g), &v) in m.iter_mut().zip(g).zip(y) {
+                            *m = if v > 0.0 { g } else { 0.0 };
+                        }
+                        sum(m)
+                    })
+                    .collect();
+                masked = m;
+                (&masked, sums)
+            }
+            None => (&dy, dy.par_chunks(hw).map(sum).collect()),
         };
         let mut gx = vec![0f32; if want_gx { s.n * chw } else { 0 }];
         let per_image = |i: usize, gxi: Option<&mut [f32]>| {
@@ -556,46 +581,31 @@ impl CustomOp3 for Im2colConv {
                     );
                 }
             }
-            (gw, plane_sums[i * o..][..o].to_vec())
+            gw
         };
-        let zero = || (vec![0f32; o * ckk], vec![0f32; o]);
-        let add = |(mut aw, mut ab): (Vec<f32>, Vec<f32>), (bw, bb): (Vec<f32>, Vec<f32>)| {
-            aw.iter_mut().zip(&bw).for_each(|(a, b)| *a += *b);
-            ab.iter_mut().zip(&bb).for_each(|(a, b)| *a += *b);
-            (aw, ab)
-        };
-        let (gw, gb) = match s.direct() {
-            // Few input channels: the kernel's gradient directly too (no im2col), when
-            // the input's gradient is not wanted or was computed directly above.
-            Some(d) if !want_gx => {
-                let gb = plane_sums
-                    .chunks_exact(o)
-                    .fold(vec![0f32; o], |mut acc, image| {
-                        acc.iter_mut().zip(image).for_each(|(a, b)| *a += *b);
-                        acc
-                    });
-                (direct_kernel_gradient(&input, dy, d), gb)
-            }
-            // The images' partial gradients summed in image order, whatever the threads
-            // did (a resumed run ends where an uninterrupted one does).
-            _ if want_gx => gx
+        // The images' partial gradients summed in image order, whatever the threads did
+        // (a resumed run ends where an uninterrupted one does).
+        let parts: Vec<_> = match want_gx {
+            true => gx
                 .par_chunks_mut(chw)
                 .enumerate()
                 .map(|(i, gxi)| per_image(i, Some(gxi)))
-                .collect::<Vec<_>>()
-                .into_iter()
-                .fold(zero(), add),
-            _ => (0..s.n)
+                .collect(),
+            false => (0..s.n)
                 .into_par_iter()
                 .map(|i| per_image(i, None))
-                .collect::<Vec<_>>()
-                .into_iter()
-                .fold(zero(), add),
+                .collect(),
         };
-        let dev = x.device();
+        let gw = parts
+            .into_iter()
+            .fold(vec![0f32; o * ckk], |mut acc, part| {
+                acc.iter_mut().zip(&part).for_each(|(a, b)| *a += *b);
+                acc
+            });
+        let gb = image_order_sum(&plane_sums, o);
         let gx = match (direct_back, want_gx) {
-            (Some(d), _) => Some(Tensor::from_vec(
-                direct(dy, &turned, None, d, false)?,
+            (Some(b), _) => Some(Tensor::from_vec(
+                direct(dy, None, &turned, None, b, false)?,
                 x.shape(),
                 dev,
             )?),
@@ -608,6 +618,17 @@ impl CustomOp3 for Im2colConv {
             Some(Tensor::from_vec(gb, o, dev)?),
         ))
     }
+}
+
+/// Each channel's sum over the images of `per_image` (`n * o` values, image by image),
+/// added in image order.
+fn image_order_sum(per_image: &[f32], o: usize) -> Vec<f32> {
+    per_image
+        .chunks_exact(o)
+        .fold(vec![0f32; o], |mut acc, image| {
+            acc.iter_mut().zip(image).for_each(|(a, b)| *a += *b);
+            acc
+        })
 }
 
 /// A pointwise (1 x 1) convolution as a matrix product per image: `w (O, C, 1, 1)` times

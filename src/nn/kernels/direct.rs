@@ -39,8 +39,12 @@ pub(super) struct Direct {
 /// `out[n][o][y][x] = bias[o] + sum_cij w[o][c][i][j] x[n][c][y + i - q][x + j - q]`
 /// (`x` zero outside), then ReLU if asked. Bands of output rows of every image run in
 /// parallel; each pads its input rows once and computes every output channel from them.
+/// With a `mask` (of `x`'s shape), `x` counts only where the mask is positive: the
+/// input gradient of a convolution with a ReLU reads the output gradient and the
+/// layer's output, and applies the ReLU's gradient as it pads.
 pub(super) fn direct(
     x: &[f32],
+    mask: Option<&[f32]>,
     w: &[f32],
     bias: Option<&[f32]>,
     g: Direct,
@@ -84,7 +88,14 @@ pub(super) fn direct(
         with_scratch(g.c * plane_len, |pad| {
             for (ch, plane) in pad.chunks_exact_mut(plane_len).enumerate() {
                 let src = &image[ch * hw..][..hw];
-                pad_plane(plane, width, src, g.input, (g.q - y0 as isize, g.q));
+                let q = (g.q - y0 as isize, g.q);
+                match mask {
+                    Some(m) => {
+                        let m = &m[(i * g.c + ch) * hw..][..hw];
+                        pad_plane_where(plane, width, (src, m), g.input, q);
+                    }
+                    None => pad_plane(plane, width, src, g.input, q),
+                }
             }
             arch().dispatch(Band {
                 input: Padded {
@@ -246,8 +257,15 @@ impl Padded<'_> {
 
 /// The kernel's gradient of [`direct`]: `gw[o][c][i][j] = sum_nyx dy[n][o][y][x]
 /// x[n][c][y + i - q][x + j - q]`, image by image in parallel, band by band, eight
-/// output channels at a time (no im2col).
-pub(super) fn direct_kernel_gradient(x: &[f32], dy: &[f32], g: Direct) -> Vec<f32> {
+/// output channels at a time (no im2col). With a `mask` (the ReLU's output, of `dy`'s
+/// shape), `dy` counts only where it is positive. Also returns each output plane's sum
+/// of `dy` (so masked), image by image (`n * o`): the bias's gradient, taken as the
+/// bands are read, equal to the bit to [`sum`] of each plane.
+pub(super) fn direct_kernel_gradient(
+    x: &[f32],
+    (dy, mask): (&[f32], Option<&[f32]>),
+    g: Direct,
+) -> (Vec<f32>, Vec<f32>) {
     let (hw, ohw, ckk) = (
         g.input.0 * g.input.1,
         g.output.0 * g.output.1,
@@ -257,14 +275,16 @@ pub(super) fn direct_kernel_gradient(x: &[f32], dy: &[f32], g: Direct) -> Vec<f3
     let width = padded_width(cols, g.k);
     let wide = cols.next_multiple_of(LANES);
     let band = (BAND_BYTES / 4 / ((g.c * width + g.o * wide).max(1))).clamp(1, rows_out.max(1));
-    (0..g.n)
+    let parts: Vec<(Vec<f32>, Vec<f32>)> = (0..g.n)
         .into_par_iter()
         .map_init(
-            || (Vec::new(), Vec::new()),
-            |(pad, dy_pad), i| {
+            || (Vec::new(), Vec::new(), vec![0f32; cols]),
+            |(pad, dy_pad, line), i| {
                 let image = &x[i * g.c * hw..][..g.c * hw];
                 let grad = &dy[i * g.o * ohw..][..g.o * ohw];
+                let mask = mask.map(|m| &m[i * g.o * ohw..][..g.o * ohw]);
                 let mut gw = vec![0f32; g.o * ckk];
+                let mut sums: Vec<PlaneSum> = (0..g.o).map(|_| PlaneSum::new(ohw)).collect();
                 for y0 in (0..rows_out).step_by(band) {
                     let rows = band.min(rows_out - y0);
                     let plane_len = (rows + g.k - 1) * width;
@@ -281,10 +301,21 @@ pub(super) fn direct_kernel_gradient(x: &[f32], dy: &[f32], g: Direct) -> Vec<f3
                     for (b, to) in dy_pad.chunks_exact_mut(BLOCK * rows * wide).enumerate() {
                         for (t, oc) in (b * BLOCK..(b + 1) * BLOCK).enumerate() {
                             for y in 0..rows {
-                                let from = match oc < g.o {
-                                    true => &grad[oc * ohw + (y0 + y) * cols..][..cols],
-                                    false => &[][..],
+                                let at = oc * ohw + (y0 + y) * cols;
+                                let from: &[f32] = match (oc < g.o, mask) {
+                                    (false, _) => &[],
+                                    (true, None) => &grad[at..][..cols],
+                                    (true, Some(m)) => {
+                                        let (grad, m) = (&grad[at..][..cols], &m[at..][..cols]);
+                                        for ((l, &d), &v) in line.iter_mut().zip(grad).zip(m) {
+                                            *l = if v > 0.0 { d } else { 0.0 };
+                                        }
+                                        line
+                                    }
                                 };
+                                if oc < g.o {
+                                    sums[oc].add((y0 + y) * cols, from);
+                                }
                                 for x in (0..wide).step_by(LANES) {
                                     let at = (y * wide + x) * BLOCK + t * LANES;
                                     let to = &mut to[at..][..LANES];
@@ -310,18 +341,17 @@ pub(super) fn direct_kernel_gradient(x: &[f32], dy: &[f32], g: Direct) -> Vec<f3
                         });
                     }
                 }
-                gw
+                (gw, sums.iter().map(PlaneSum::total).collect())
             },
         )
-        // Summed in image order, so that the result does not depend on how the work
-        // was shared out between threads (a resumed run ends where an uninterrupted one
-        // does).
-        .collect::<Vec<_>>()
-        .into_iter()
-        .fold(vec![0f32; g.o * ckk], |mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(a, b)| *a += *b);
-            a
-        })
+        .collect();
+    // Summed in image order, so that the result does not depend on how the work was
+    // shared out between threads (a resumed run ends where an uninterrupted one does).
+    let mut gw = vec![0f32; g.o * ckk];
+    for (part, _) in &parts {
+        gw.iter_mut().zip(part).for_each(|(a, b)| *a += *b);
+    }
+    (gw, parts.into_iter().flat_map(|(_, sums)| sums).collect())
 }
 
 /// One band's contribution to the kernel gradient of up to eight output channels.
