@@ -366,6 +366,28 @@ fn max_pool_backward_from_winners_matches_the_one_reading_the_input() {
         let (kept, read) = (gradient(true), gradient(false));
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         let case = format!("k {k}, {h} x {w}");
+        // The forward pass, in training (which keeps the winners) and in inference:
+        // each window's first maximum, or NaN where the window holds one.
+        let mut maxima = Vec::new();
+        for plane in 0..6 {
+            for r in 0..ho {
+                for c in 0..wo {
+                    let mut best = xs[plane * h * w + k * r * w + k * c];
+                    for (i, j) in (0..k).flat_map(|i| (0..k).map(move |j| (i, j))) {
+                        let v = xs[plane * h * w + (k * r + i) * w + k * c + j];
+                        if v > best || v.is_nan() && !best.is_nan() {
+                            best = v;
+                        }
+                    }
+                    maxima.push(best);
+                }
+            }
+        }
+        for train in [true, false] {
+            let y = cxr::nn::kernels::max_pool2d_t(&x, k, train).unwrap();
+            let y = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(bits(&y), bits(&maxima), "{case}: forward, train {train}");
+        }
         assert_eq!(bits(&kept), bits(&expected), "{case}: kept winners");
         assert_eq!(bits(&read), bits(&expected), "{case}: input read again");
         assert!(

@@ -48,12 +48,12 @@ impl candle_core::CustomOp1 for MaxPool {
                 .for_each(|((y, won), x)| {
                     let rows = y.chunks_exact_mut(wo).zip(won.chunks_exact_mut(wo));
                     for (r, (y, won)) in rows.enumerate() {
-                        arch().dispatch(Winners2 {
+                        arch().dispatch(Row(Winners2 {
                             top: &x[2 * r * w..][..2 * wo],
                             bottom: &x[(2 * r + 1) * w..][..2 * wo],
                             y,
                             won,
-                        });
+                        }));
                     }
                 });
             // Set once: this op runs its forward pass once.
@@ -61,19 +61,15 @@ impl candle_core::CustomOp1 for MaxPool {
             return Ok((CpuStorage::F32(y), Shape::from((n, c, ho, wo))));
         }
         if k == 2 {
-            // The common case, as branch-free selects the compiler can vectorise.
             y.par_chunks_mut(ho * wo)
                 .zip(x.par_chunks(h * w))
                 .for_each(|(y, x)| {
-                    for (r, out) in y.chunks_exact_mut(wo).enumerate() {
-                        let (top, bottom) =
-                            (&x[2 * r * w..][..2 * wo], &x[(2 * r + 1) * w..][..2 * wo]);
-                        for (o, (a, b)) in out
-                            .iter_mut()
-                            .zip(top.chunks_exact(2).zip(bottom.chunks_exact(2)))
-                        {
-                            *o = max_nan(max_nan(a[0], a[1]), max_nan(b[0], b[1]));
-                        }
+                    for (r, y) in y.chunks_exact_mut(wo).enumerate() {
+                        arch().dispatch(Row(Max2 {
+                            top: &x[2 * r * w..][..2 * wo],
+                            bottom: &x[(2 * r + 1) * w..][..2 * wo],
+                            y,
+                        }));
                     }
                 });
             return Ok((CpuStorage::F32(y), Shape::from((n, c, ho, wo))));
@@ -159,13 +155,13 @@ impl candle_core::CustomOp2 for MaxPoolBackward {
                 .for_each(|(gx, (x, g))| {
                     for (r, g) in g.chunks_exact(wo).enumerate() {
                         let (gtop, gbottom) = gx[2 * r * w..].split_at_mut(w);
-                        arch().dispatch(Windows2 {
+                        arch().dispatch(Row(Windows2 {
                             top: &x[2 * r * w..][..2 * wo],
                             bottom: &x[(2 * r + 1) * w..][..2 * wo],
                             g,
                             gtop: &mut gtop[..2 * wo],
                             gbottom: &mut gbottom[..2 * wo],
-                        });
+                        }));
                     }
                 });
             return Ok((CpuStorage::F32(gx), x_layout.shape().clone()));
@@ -209,62 +205,48 @@ impl candle_core::CustomOp2 for MaxPoolBackward {
     }
 }
 
-/// One row of 2 x 2 windows of [`MaxPoolBackward`]: each window's gradient `g` to its
-/// first maximum, as the scalar loop's strict `>` in the order top left, top right,
-/// bottom left, bottom right finds it.
-struct Windows2<'a> {
-    top: &'a [f32],
-    bottom: &'a [f32],
-    g: &'a [f32],
-    gtop: &'a mut [f32],
-    gbottom: &'a mut [f32],
-}
-
-/// Windows taken apart at a time, so that the comparisons run as vector selects (a
-/// branch per comparison mispredicts on about half of the windows).
+/// Windows taken at a time: a loop of this fixed length over a row's windows turns into
+/// vector loads, shuffles and selects (a branch per comparison mispredicts on about
+/// half of the windows, and the baseline's four lanes leave most of the vector unused).
 const WINDOWS: usize = 16;
 
-impl pulp::WithSimd for Windows2<'_> {
+/// A kernel over one row of 2 x 2 windows, run by [`Row`]: `span::<L>(i0)` does
+/// windows `i0..i0 + L` in a loop of fixed length; `short` does a row of fewer than
+/// [`WINDOWS`] windows.
+trait Span {
+    fn windows(&self) -> usize;
+    fn span<const L: usize>(&mut self, i0: usize);
+    fn short(&mut self);
+}
+
+/// Runs a [`Span`] over its row in the widest vectors this CPU has: in groups of
+/// [`WINDOWS`], the last ending at the row's end and overlapping the one before (those
+/// windows are computed twice, the same). A shorter row goes through a group's worth
+/// of zero-padded copies (a loop of eight or four windows compiles to scalar code).
+struct Row<K>(K);
+
+impl<K: Span> pulp::WithSimd for Row<K> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        let n = self.g.len();
-        let mut i0 = 0;
-        while i0 < n {
-            let m = WINDOWS.min(n - i0);
-            let [a0, a1, b0, b1] = windows(self.top, self.bottom, i0, m);
-            let mut g = [0f32; WINDOWS];
-            g[..m].copy_from_slice(&self.g[i0..i0 + m]);
-            let [mut o0, mut o1, mut o2, mut o3] = [[0f32; WINDOWS]; 4];
-            for i in 0..WINDOWS {
-                let won = winner([a0[i], a1[i], b0[i], b1[i]]);
-                o0[i] = if won == 0 { g[i] } else { 0.0 };
-                o1[i] = if won == 1 { g[i] } else { 0.0 };
-                o2[i] = if won == 2 { g[i] } else { 0.0 };
-                o3[i] = if won == 3 { g[i] } else { 0.0 };
-            }
-            for i in 0..m {
-                let at = 2 * (i0 + i);
-                (self.gtop[at], self.gtop[at + 1]) = (o0[i], o1[i]);
-                (self.gbottom[at], self.gbottom[at + 1]) = (o2[i], o3[i]);
-            }
-            i0 += m;
+        let Row(mut kernel) = self;
+        let n = kernel.windows();
+        if n < WINDOWS {
+            return kernel.short();
+        }
+        for i0 in (0..n).step_by(WINDOWS) {
+            kernel.span::<WINDOWS>(i0.min(n - WINDOWS));
         }
     }
 }
 
-/// The values of windows `i0..i0 + m` of a pair of rows, by position (top left, top
-/// right, bottom left, bottom right), zero past `m`.
+/// `values` zero-padded to a group of `L` (`WINDOWS` or twice that).
 #[inline(always)]
-fn windows(top: &[f32], bottom: &[f32], i0: usize, m: usize) -> [[f32; WINDOWS]; 4] {
-    let [mut a0, mut a1, mut b0, mut b1] = [[0f32; WINDOWS]; 4];
-    for i in 0..m {
-        let at = 2 * (i0 + i);
-        (a0[i], a1[i]) = (top[at], top[at + 1]);
-        (b0[i], b1[i]) = (bottom[at], bottom[at + 1]);
-    }
-    [a0, a1, b0, b1]
+fn padded<T: Copy + Default, const L: usize>(values: &[T]) -> [T; L] {
+    let mut group = [T::default(); L];
+    group[..values.len()].copy_from_slice(values);
+    group
 }
 
 /// Which value of a window is its first maximum (0 top left, 1 top right, 2 bottom left,
@@ -286,9 +268,58 @@ fn winner([a0, a1, b0, b1]: [f32; 4]) -> u8 {
     }
 }
 
-/// One row of 2 x 2 windows of the forward pass with its winners: each window's
-/// maximum (NaN if any value is, as [`max_nan`] gives it) and which of its values the
-/// backward pass gives the gradient to, its [`winner`].
+/// A window's gradient `g` on its four values (in [`winner`]'s order): all to the one
+/// that `won`.
+#[inline(always)]
+fn spread(g: f32, won: u8) -> [f32; 4] {
+    std::array::from_fn(|at| if usize::from(won) == at { g } else { 0.0 })
+}
+
+/// One row of 2 x 2 windows of the forward pass, each window's maximum (NaN if any
+/// value is, as [`max_nan`] gives it).
+struct Max2<'a> {
+    top: &'a [f32],
+    bottom: &'a [f32],
+    y: &'a mut [f32],
+}
+
+impl Span for Max2<'_> {
+    fn windows(&self) -> usize {
+        self.y.len()
+    }
+
+    #[inline(always)]
+    fn span<const L: usize>(&mut self, i0: usize) {
+        let (a, b) = (
+            &self.top[2 * i0..][..2 * L],
+            &self.bottom[2 * i0..][..2 * L],
+        );
+        for (i, y) in self.y[i0..][..L].iter_mut().enumerate() {
+            let (a0, a1, b0, b1) = (a[2 * i], a[2 * i + 1], b[2 * i], b[2 * i + 1]);
+            *y = max_nan(max_nan(a0, a1), max_nan(b0, b1));
+        }
+    }
+
+    #[inline(always)]
+    fn short(&mut self) {
+        let n = self.y.len();
+        let (top, bottom) = (
+            padded::<_, { 2 * WINDOWS }>(self.top),
+            padded::<_, { 2 * WINDOWS }>(self.bottom),
+        );
+        let mut y = [0f32; WINDOWS];
+        Max2 {
+            top: &top,
+            bottom: &bottom,
+            y: &mut y,
+        }
+        .span::<WINDOWS>(0);
+        self.y.copy_from_slice(&y[..n]);
+    }
+}
+
+/// [`Max2`] in training: also which of each window's values the backward pass gives
+/// the gradient to, its [`winner`].
 struct Winners2<'a> {
     top: &'a [f32],
     bottom: &'a [f32],
@@ -296,25 +327,96 @@ struct Winners2<'a> {
     won: &'a mut [u8],
 }
 
-impl pulp::WithSimd for Winners2<'_> {
-    type Output = ();
+impl Span for Winners2<'_> {
+    fn windows(&self) -> usize {
+        self.y.len()
+    }
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        let n = self.y.len();
-        let mut i0 = 0;
-        while i0 < n {
-            let m = WINDOWS.min(n - i0);
-            let [a0, a1, b0, b1] = windows(self.top, self.bottom, i0, m);
-            let (mut y, mut won) = ([0f32; WINDOWS], [0u8; WINDOWS]);
-            for i in 0..WINDOWS {
-                won[i] = winner([a0[i], a1[i], b0[i], b1[i]]);
-                y[i] = max_nan(max_nan(a0[i], a1[i]), max_nan(b0[i], b1[i]));
-            }
-            self.y[i0..i0 + m].copy_from_slice(&y[..m]);
-            self.won[i0..i0 + m].copy_from_slice(&won[..m]);
-            i0 += m;
+    fn span<const L: usize>(&mut self, i0: usize) {
+        let (a, b) = (
+            &self.top[2 * i0..][..2 * L],
+            &self.bottom[2 * i0..][..2 * L],
+        );
+        let (y, won) = (&mut self.y[i0..][..L], &mut self.won[i0..][..L]);
+        for i in 0..L {
+            let (a0, a1, b0, b1) = (a[2 * i], a[2 * i + 1], b[2 * i], b[2 * i + 1]);
+            y[i] = max_nan(max_nan(a0, a1), max_nan(b0, b1));
+            won[i] = winner([a0, a1, b0, b1]);
         }
+    }
+
+    #[inline(always)]
+    fn short(&mut self) {
+        let n = self.y.len();
+        let (top, bottom) = (
+            padded::<_, { 2 * WINDOWS }>(self.top),
+            padded::<_, { 2 * WINDOWS }>(self.bottom),
+        );
+        let (mut y, mut won) = ([0f32; WINDOWS], [0u8; WINDOWS]);
+        let mut group = Winners2 {
+            top: &top,
+            bottom: &bottom,
+            y: &mut y,
+            won: &mut won,
+        };
+        group.span::<WINDOWS>(0);
+        self.y.copy_from_slice(&y[..n]);
+        self.won.copy_from_slice(&won[..n]);
+    }
+}
+
+/// One row of 2 x 2 windows of [`MaxPoolBackward`], which reads the input again: each
+/// window's gradient `g` to its [`winner`].
+struct Windows2<'a> {
+    top: &'a [f32],
+    bottom: &'a [f32],
+    g: &'a [f32],
+    gtop: &'a mut [f32],
+    gbottom: &'a mut [f32],
+}
+
+impl Span for Windows2<'_> {
+    fn windows(&self) -> usize {
+        self.g.len()
+    }
+
+    #[inline(always)]
+    fn span<const L: usize>(&mut self, i0: usize) {
+        let (a, b) = (
+            &self.top[2 * i0..][..2 * L],
+            &self.bottom[2 * i0..][..2 * L],
+        );
+        let g = &self.g[i0..][..L];
+        let top = &mut self.gtop[2 * i0..][..2 * L];
+        let bottom = &mut self.gbottom[2 * i0..][..2 * L];
+        for i in 0..L {
+            let won = winner([a[2 * i], a[2 * i + 1], b[2 * i], b[2 * i + 1]]);
+            let [t0, t1, b0, b1] = spread(g[i], won);
+            (top[2 * i], top[2 * i + 1]) = (t0, t1);
+            (bottom[2 * i], bottom[2 * i + 1]) = (b0, b1);
+        }
+    }
+
+    #[inline(always)]
+    fn short(&mut self) {
+        let n = self.g.len();
+        let (a, b) = (
+            padded::<_, { 2 * WINDOWS }>(self.top),
+            padded::<_, { 2 * WINDOWS }>(self.bottom),
+        );
+        let g = padded::<_, WINDOWS>(self.g);
+        let (mut top, mut bottom) = ([0f32; 2 * WINDOWS], [0f32; 2 * WINDOWS]);
+        let mut group = Windows2 {
+            top: &a,
+            bottom: &b,
+            g: &g,
+            gtop: &mut top,
+            gbottom: &mut bottom,
+        };
+        group.span::<WINDOWS>(0);
+        self.gtop.copy_from_slice(&top[..2 * n]);
+        self.gbottom.copy_from_slice(&bottom[..2 * n]);
     }
 }
 
@@ -340,15 +442,14 @@ fn from_winners(
         .for_each(|(gx, (g, won))| {
             for (r, (g, won)) in g.chunks_exact(wo).zip(won.chunks_exact(wo)).enumerate() {
                 let (top, bottom) = gx[2 * r * w..][..2 * w].split_at_mut(w);
+                // A plain loop: dispatched to wider vectors, this loop measured slower
+                // (the compiler spreads each window's gradient with byte broadcasts).
                 for ((&g, &won), (t, b)) in g
                     .iter()
                     .zip(won)
                     .zip(top.chunks_exact_mut(2).zip(bottom.chunks_exact_mut(2)))
                 {
-                    t[0] = if won == 0 { g } else { 0.0 };
-                    t[1] = if won == 1 { g } else { 0.0 };
-                    b[0] = if won == 2 { g } else { 0.0 };
-                    b[1] = if won == 3 { g } else { 0.0 };
+                    [t[0], t[1], b[0], b[1]] = spread(g, won);
                 }
                 top[2 * wo..].fill(0.0);
                 bottom[2 * wo..].fill(0.0);
