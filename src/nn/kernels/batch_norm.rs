@@ -304,9 +304,11 @@ fn scale_shift(x: &[f32], plane: usize, scale: &[f32], shift: &[f32]) -> Result<
             for (p, (y, x)) in planes.enumerate() {
                 let ch = (task * per_task + p) % c;
                 let (a, b) = (scale[ch], shift[ch]);
-                for (o, &v) in y.iter_mut().zip(x) {
-                    *o = v * a + b;
-                }
+                widest(|| {
+                    for (o, &v) in y.iter_mut().zip(x) {
+                        *o = v * a + b;
+                    }
+                });
             }
         });
     Ok(y)

@@ -204,6 +204,23 @@ pub(super) fn arch() -> pulp::Arch {
     })
 }
 
+/// Runs `f` compiled for the widest vectors this CPU has ([`arch`]): for plain loops
+/// over slices, which the compiler vectorises only to the baseline's four lanes outside
+/// such a function.
+#[inline(always)]
+pub(super) fn widest<R>(f: impl FnOnce() -> R) -> R {
+    struct Run<F>(F);
+    impl<R, F: FnOnce() -> R> pulp::WithSimd for Run<F> {
+        type Output = R;
+
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _simd: S) -> R {
+            (self.0)()
+        }
+    }
+    arch().dispatch(Run(f))
+}
+
 thread_local! {
     static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
@@ -248,15 +265,17 @@ pub(super) fn load<S: pulp::Simd>(values: &[f32]) -> S::f32s {
 /// addition may not be reordered for it).
 pub(super) fn sum(a: &[f32]) -> f32 {
     const LANES: usize = 16;
-    let mut acc = [0f32; LANES];
-    let chunks = a.chunks_exact(LANES);
-    let rest: f32 = chunks.remainder().iter().sum();
-    for x in chunks {
-        for l in 0..LANES {
-            acc[l] += x[l];
+    widest(|| {
+        let mut acc = [0f32; LANES];
+        let chunks = a.chunks_exact(LANES);
+        let rest: f32 = chunks.remainder().iter().sum();
+        for x in chunks {
+            for l in 0..LANES {
+                acc[l] += x[l];
+            }
         }
-    }
-    rest + acc.iter().sum::<f32>()
+        rest + acc.iter().sum::<f32>()
+    })
 }
 
 /// [`sum`] of a plane whose values arrive a row (or any run) at a time, in order: the
@@ -315,34 +334,38 @@ impl PlaneSum {
 /// `sum (v - m)²` over `x`, in sixteen running sums (see [`sum`]).
 pub(super) fn squares(x: &[f32], m: f32) -> f32 {
     const LANES: usize = 16;
-    let mut acc = [0f32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest: f32 = chunks.remainder().iter().map(|&v| (v - m) * (v - m)).sum();
-    for c in chunks {
-        for l in 0..LANES {
-            acc[l] += (c[l] - m) * (c[l] - m);
+    widest(|| {
+        let mut acc = [0f32; LANES];
+        let chunks = x.chunks_exact(LANES);
+        let rest: f32 = chunks.remainder().iter().map(|&v| (v - m) * (v - m)).sum();
+        for c in chunks {
+            for l in 0..LANES {
+                acc[l] += (c[l] - m) * (c[l] - m);
+            }
         }
-    }
-    rest + acc.iter().sum::<f32>()
+        rest + acc.iter().sum::<f32>()
+    })
 }
 
 /// `sum g (v - m)` over `g` and `x`, in sixteen running sums (see [`sum`]).
 pub(super) fn centred_dot(g: &[f32], x: &[f32], m: f32) -> f32 {
     const LANES: usize = 16;
-    let mut acc = [0f32; LANES];
-    let (gc, xc) = (g.chunks_exact(LANES), x.chunks_exact(LANES));
-    let rest: f32 = gc
-        .remainder()
-        .iter()
-        .zip(xc.remainder())
-        .map(|(&a, &v)| a * (v - m))
-        .sum();
-    for (a, v) in gc.zip(xc) {
-        for l in 0..LANES {
-            acc[l] += a[l] * (v[l] - m);
+    widest(|| {
+        let mut acc = [0f32; LANES];
+        let (gc, xc) = (g.chunks_exact(LANES), x.chunks_exact(LANES));
+        let rest: f32 = gc
+            .remainder()
+            .iter()
+            .zip(xc.remainder())
+            .map(|(&a, &v)| a * (v - m))
+            .sum();
+        for (a, v) in gc.zip(xc) {
+            for l in 0..LANES {
+                acc[l] += a[l] * (v[l] - m);
+            }
         }
-    }
-    rest + acc.iter().sum::<f32>()
+        rest + acc.iter().sum::<f32>()
+    })
 }
 
 /// The element types the direct kernels run in: f32 for training, f64 for gradient

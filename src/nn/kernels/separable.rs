@@ -126,14 +126,20 @@ impl CustomOp3 for Separable {
             || (Vec::new(), Vec::new()),
             |(mid, pad), (i, y)| {
                 self.depthwise(&x[i * c * hw..][..c * hw], dw, g, mid, pad);
-                for (t, plane) in y.chunks_exact_mut(ohw).enumerate() {
-                    plane.fill(pwb[t * (c + 1) + c]);
-                }
                 let mid = (mid.as_slice(), ohw, 1);
-                matmul((g.o, ohw, c), (y, ohw, 1), (pwb, c + 1, 1), mid, true);
-                if self.relu {
-                    y.iter_mut().for_each(|v| *v = v.max(0.0));
-                }
+                matmul((g.o, ohw, c), (y, ohw, 1), (pwb, c + 1, 1), mid, false);
+                // The bias after the product: the same sums as a product added onto
+                // the bias (the product's depth, c, is one block of gemm's, which
+                // adds a block's sum to what the output held), one pass fewer.
+                widest(|| {
+                    for (t, plane) in y.chunks_exact_mut(ohw).enumerate() {
+                        let b = pwb[t * (c + 1) + c];
+                        match self.relu {
+                            true => plane.iter_mut().for_each(|v| *v = (*v + b).max(0.0)),
+                            false => plane.iter_mut().for_each(|v| *v += b),
+                        }
+                    }
+                });
             },
         );
         Ok((
@@ -180,17 +186,21 @@ impl CustomOp3 for Separable {
             self.depthwise(image, dwv, g, &mut s.mid, &mut s.pad);
             // Through the ReLU: the gradient passes where the output is positive.
             let dyi = &dy[i * o * ohw..][..o * ohw];
-            s.dy.clear();
             match self.relu {
                 true => {
                     let yi = &y[i * o * ohw..][..o * ohw];
-                    s.dy.extend(
-                        dyi.iter()
-                            .zip(yi)
-                            .map(|(&d, &v)| if v > 0.0 { d } else { 0.0 }),
-                    );
+                    // Every value written below (kept from image to image, no clearing).
+                    s.dy.resize(o * ohw, 0.0);
+                    widest(|| {
+                        for ((m, &d), &v) in s.dy.iter_mut().zip(dyi).zip(yi) {
+                            *m = if v > 0.0 { d } else { 0.0 };
+                        }
+                    });
                 }
-                false => s.dy.extend_from_slice(dyi),
+                false => {
+                    s.dy.clear();
+                    s.dy.extend_from_slice(dyi);
+                }
             }
             // The pointwise matrix's gradient dy midᵀ, the bias's the sums of dy.
             let mut gpwb = vec![0f32; o * (c + 1)];
