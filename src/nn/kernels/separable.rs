@@ -4,6 +4,8 @@
 //! it, and no gradient tensor for it in candle's backward pass (it is recomputed there,
 //! a ninth or less of the pointwise work).
 
+use std::cell::RefCell;
+
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -122,26 +124,28 @@ impl CustomOp3 for Separable {
         let g = self.geometry(xl.shape(), wl.shape(), pl.shape())?;
         let (hw, ohw, c) = (g.input.0 * g.input.1, g.output.0 * g.output.1, g.c);
         let mut out = for_overwrite::<f32>(g.n * g.o * ohw)?;
-        out.par_chunks_mut(g.o * ohw).enumerate().for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(mid, pad), (i, y)| {
-                self.depthwise(&x[i * c * hw..][..c * hw], dw, g, mid, pad);
-                let mid = (mid.as_slice(), ohw, 1);
-                matmul((g.o, ohw, c), (y, ohw, 1), (pwb, c + 1, 1), mid, false);
-                // The bias after the product: the same sums as a product added onto
-                // the bias (the product's depth, c, is one block of gemm's, which
-                // adds a block's sum to what the output held), one pass fewer.
-                widest(|| {
-                    for (t, plane) in y.chunks_exact_mut(ohw).enumerate() {
-                        let b = pwb[t * (c + 1) + c];
-                        match self.relu {
-                            true => plane.iter_mut().for_each(|v| *v = (*v + b).max(0.0)),
-                            false => plane.iter_mut().for_each(|v| *v += b),
+        out.par_chunks_mut(g.o * ohw)
+            .enumerate()
+            .for_each(|(i, y)| {
+                SCRATCH.with_borrow_mut(|s| {
+                    let (mid, pad) = (&mut s.mid, &mut s.pad);
+                    self.depthwise(&x[i * c * hw..][..c * hw], dw, g, mid, pad);
+                    let mid = (mid.as_slice(), ohw, 1);
+                    matmul((g.o, ohw, c), (y, ohw, 1), (pwb, c + 1, 1), mid, false);
+                    // The bias after the product: the same sums as a product added onto
+                    // the bias (the product's depth, c, is one block of gemm's, which
+                    // adds a block's sum to what the output held), one pass fewer.
+                    widest(|| {
+                        for (t, plane) in y.chunks_exact_mut(ohw).enumerate() {
+                            let b = pwb[t * (c + 1) + c];
+                            match self.relu {
+                                true => plane.iter_mut().for_each(|v| *v = (*v + b).max(0.0)),
+                                false => plane.iter_mut().for_each(|v| *v += b),
+                            }
                         }
-                    }
-                });
-            },
-        );
+                    });
+                })
+            });
         Ok((
             CpuStorage::F32(out),
             Shape::from((g.n, g.o, g.output.0, g.output.1)),
@@ -263,11 +267,11 @@ impl CustomOp3 for Separable {
             true => gx
                 .par_chunks_mut(c * hw)
                 .enumerate()
-                .map_init(Scratch::default, |s, (i, gx)| per_image(i, Some(gx), s))
+                .map(|(i, gx)| SCRATCH.with_borrow_mut(|s| per_image(i, Some(gx), s)))
                 .collect(),
             false => (0..g.n)
                 .into_par_iter()
-                .map_init(Scratch::default, |s, i| per_image(i, None, s))
+                .map(|i| SCRATCH.with_borrow_mut(|s| per_image(i, None, s)))
                 .collect(),
         };
         let (mut gdw, mut gpwb) = (vec![0f32; c * kk], vec![0f32; o * (c + 1)]);
@@ -288,7 +292,13 @@ impl CustomOp3 for Separable {
     }
 }
 
-/// One thread's buffers, kept from image to image.
+thread_local! {
+    /// Each thread's buffers, kept from image to image and from call to call (buffers
+    /// made per rayon job were zeroed again for every few images).
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// One thread's buffers.
 #[derive(Default)]
 struct Scratch {
     mid: Vec<f32>,
