@@ -173,10 +173,12 @@ impl CustomOp3 for BatchNormBackward {
                 let inv = 1.0 / (var + self.eps).sqrt();
                 let (sd, sdx) = sums[ch];
                 let scale = f64::from(gamma[ch]) * inv;
-                for ((o, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
-                    let xh = (f64::from(v) - mean) * inv;
-                    *o = (scale * (f64::from(g) - sd / m - xh * sdx / m)) as f32;
-                }
+                widest(|| {
+                    for ((o, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+                        let xh = (f64::from(v) - mean) * inv;
+                        *o = (scale * (f64::from(g) - sd / m - xh * sdx / m)) as f32;
+                    }
+                });
             });
         for (ch, &(sd, sdx)) in sums.iter().enumerate() {
             rest[ch] = sdx as f32;

@@ -152,9 +152,11 @@ pub(super) fn pad_plane_where(
 ) {
     pad_rows(pad, width, size, q, |r, cols, to| {
         let (from, mask) = (&src[r * size.1..][cols.clone()], &mask[r * size.1..][cols]);
-        for ((to, &g), &m) in to.iter_mut().zip(from).zip(mask) {
-            *to = if m > 0.0 { g } else { 0.0 };
-        }
+        widest(|| {
+            for ((to, &g), &m) in to.iter_mut().zip(from).zip(mask) {
+                *to = if m > 0.0 { g } else { 0.0 };
+            }
+        });
     });
 }
 

@@ -307,9 +307,12 @@ pub(super) fn direct_kernel_gradient(
                                     (true, None) => &grad[at..][..cols],
                                     (true, Some(m)) => {
                                         let (grad, m) = (&grad[at..][..cols], &m[at..][..cols]);
-                                        for ((l, &d), &v) in line.iter_mut().zip(grad).zip(m) {
-                                            *l = if v > 0.0 { d } else { 0.0 };
-                                        }
+                                        widest(|| {
+                                            let pairs = grad.iter().zip(m);
+                                            for (l, (&d, &v)) in line.iter_mut().zip(pairs) {
+                                                *l = if v > 0.0 { d } else { 0.0 };
+                                            }
+                                        });
                                         line
                                     }
                                 };

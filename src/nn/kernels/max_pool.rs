@@ -442,15 +442,15 @@ fn from_winners(
         .for_each(|(gx, (g, won))| {
             for (r, (g, won)) in g.chunks_exact(wo).zip(won.chunks_exact(wo)).enumerate() {
                 let (top, bottom) = gx[2 * r * w..][..2 * w].split_at_mut(w);
-                // A plain loop: dispatched to wider vectors, this loop measured slower
-                // (the compiler spreads each window's gradient with byte broadcasts).
-                for ((&g, &won), (t, b)) in g
-                    .iter()
-                    .zip(won)
-                    .zip(top.chunks_exact_mut(2).zip(bottom.chunks_exact_mut(2)))
-                {
-                    [t[0], t[1], b[0], b[1]] = spread(g, won);
-                }
+                widest(|| {
+                    for ((&g, &won), (t, b)) in g
+                        .iter()
+                        .zip(won)
+                        .zip(top.chunks_exact_mut(2).zip(bottom.chunks_exact_mut(2)))
+                    {
+                        [t[0], t[1], b[0], b[1]] = spread(g, won);
+                    }
+                });
                 top[2 * wo..].fill(0.0);
                 bottom[2 * wo..].fill(0.0);
             }
