@@ -262,6 +262,18 @@ pub(super) fn load<S: pulp::Simd>(values: &[f32]) -> S::f32s {
     bytemuck::pod_read_unaligned(bytemuck::cast_slice(&values[..S::F32_LANES]))
 }
 
+/// Stores a vector at the start of `out`, or as much of it as `out` holds: a plain
+/// store for a whole vector (pulp's partial store goes through a call for each).
+#[inline(always)]
+pub(super) fn store<S: pulp::Simd>(simd: S, out: &mut [f32], v: S::f32s) {
+    if out.len() >= S::F32_LANES {
+        bytemuck::cast_slice_mut::<f32, u8>(&mut out[..S::F32_LANES])
+            .copy_from_slice(bytemuck::bytes_of(&v));
+    } else {
+        simd.partial_store_f32s(out, v);
+    }
+}
+
 /// `sum a[i]` in sixteen running sums, which the compiler keeps in one vector register
 /// (a single running sum is a chain of dependent scalar additions, since floating-point
 /// addition may not be reordered for it).

@@ -177,7 +177,7 @@ impl Strips for f32 {
                                 acc = simd.mul_add_e_f32s(weight, load::<S>(&line[j..]), acc);
                             }
                         }
-                        simd.partial_store_f32s(&mut row[x0..(x0 + lanes).min(cols)], acc);
+                        store(simd, &mut row[x0..(x0 + lanes).min(cols)], acc);
                     }
                 }
             }
@@ -295,7 +295,7 @@ fn rows3<S: Simd, const R: usize>(
         }
         for (t, a) in acc.into_iter().enumerate() {
             let row = &mut out[(y + t) * cols..][..cols];
-            simd.partial_store_f32s(&mut row[x0..(x0 + lanes).min(cols)], a);
+            store(simd, &mut row[x0..(x0 + lanes).min(cols)], a);
         }
     }
 }

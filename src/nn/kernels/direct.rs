@@ -204,7 +204,7 @@ fn store<S: Simd, const R: usize, const T: usize>(
         let end = (start + lanes).min(room);
         for (out, &a) in out.iter_mut().zip(acc) {
             let a = if relu { simd.max_f32s(a, zero) } else { a };
-            simd.partial_store_f32s(&mut out[at + start..at + end], a);
+            super::common::store(simd, &mut out[at + start..at + end], a);
         }
     }
 }
