@@ -58,6 +58,17 @@ pub(super) fn kernel_gradient<T: Strips>(
     (pad, dy_pad): (&mut Vec<T>, &mut Vec<T>),
 ) {
     let width = pad_into(pad, src, size, k, q, dy_size);
+    kernel_gradient_padded((dy, dy_size), (pad, width), k, gw, dy_pad);
+}
+
+/// [`kernel_gradient`] from a plane already padded as it pads it (rows `width` apart).
+pub(super) fn kernel_gradient_padded<T: Strips>(
+    (dy, dy_size): (&[T], Size),
+    (pad, width): (&[T], usize),
+    k: usize,
+    gw: &mut [T],
+    dy_pad: &mut Vec<T>,
+) {
     let (rows, cols) = dy_size;
     // The output gradient with its rows widened by zeros to whole strips.
     let wide = cols.next_multiple_of(LANES);

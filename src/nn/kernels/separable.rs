@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::common::*;
 use super::conv::matmul;
-use super::depthwise::{correlate, kernel_gradient};
+use super::depthwise::{Strips, correlate, kernel_gradient_padded};
 
 /// A depthwise `k` x `k` convolution (`dw (C, 1, k, k)`, stride 1, `padding`), then a
 /// pointwise one (`pw (O, C, 1, 1)`) plus `bias (O)`, then ReLU if asked: one fused op
@@ -106,6 +106,36 @@ impl Separable {
     }
 }
 
+impl Separable {
+    /// [`Separable::depthwise`] that keeps every padded input plane of the image, in
+    /// `pads`, for the kernel's gradient to read again; returns their row width and
+    /// length.
+    fn depthwise_keeping_pads(
+        &self,
+        image: &[f32],
+        dw: &[f32],
+        g: Geometry,
+        mid: &mut Vec<f32>,
+        pads: &mut Vec<f32>,
+    ) -> (usize, usize) {
+        let (hw, ohw, kk) = (g.input.0 * g.input.1, g.output.0 * g.output.1, g.k * g.k);
+        let width = padded_width(g.output.1, g.k);
+        let plane_len = (g.output.0 + g.k - 1) * width;
+        let q = self.padding as isize;
+        mid.resize(g.c * ohw, 0.0);
+        pads.resize(g.c * plane_len, 0.0);
+        let planes = mid
+            .chunks_exact_mut(ohw)
+            .zip(pads.chunks_exact_mut(plane_len));
+        for (ch, (plane, pad)) in planes.enumerate() {
+            pad_plane(pad, width, &image[ch * hw..][..hw], g.input, (q, q));
+            let kernel = (&dw[ch * kk..][..kk], g.k);
+            f32::correlate_strips(pad, width, kernel, (plane, g.output));
+        }
+        (width, plane_len)
+    }
+}
+
 impl CustomOp3 for Separable {
     fn name(&self) -> &'static str {
         "cxr-separable-conv2d"
@@ -187,7 +217,9 @@ impl CustomOp3 for Separable {
         let mut gx = for_overwrite::<f32>(if want_gx { g.n * c * hw } else { 0 })?;
         let per_image = |i: usize, gx: Option<&mut [f32]>, s: &mut Scratch| {
             let image = &xv[i * c * hw..][..c * hw];
-            self.depthwise(image, dwv, g, &mut s.mid, &mut s.pad);
+            // The padded planes stay for the depthwise kernel's gradient below.
+            let (width, plane_len) =
+                self.depthwise_keeping_pads(image, dwv, g, &mut s.mid, &mut s.pads);
             // Through the ReLU: the gradient passes where the output is positive.
             let dyi = &dy[i * o * ohw..][..o * ohw];
             match self.relu {
@@ -231,19 +263,10 @@ impl CustomOp3 for Separable {
             );
             let mut gdw = vec![0f32; c * kk];
             for ch in 0..c {
-                let dmid = &s.dmid[ch * ohw..][..ohw];
-                let src = &image[ch * hw..][..hw];
-                let q = self.padding as isize;
-                let scratch = (&mut s.pad, &mut s.dy_pad);
-                kernel_gradient(
-                    (dmid, g.output),
-                    src,
-                    g.input,
-                    g.k,
-                    q,
-                    &mut gdw[ch * kk..][..kk],
-                    scratch,
-                );
+                let dmid = (&s.dmid[ch * ohw..][..ohw], g.output);
+                let pad = (&s.pads[ch * plane_len..][..plane_len], width);
+                let gw = &mut gdw[ch * kk..][..kk];
+                kernel_gradient_padded(dmid, pad, g.k, gw, &mut s.dy_pad);
             }
             if let Some(gx) = gx {
                 for (ch, plane) in gx.chunks_exact_mut(hw).enumerate() {
@@ -305,5 +328,8 @@ struct Scratch {
     dmid: Vec<f32>,
     dy: Vec<f32>,
     pad: Vec<f32>,
+    /// An image's padded input planes, kept from the backward pass's depthwise output
+    /// to its kernel gradient.
+    pads: Vec<f32>,
     dy_pad: Vec<f32>,
 }
