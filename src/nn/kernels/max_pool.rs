@@ -210,12 +210,11 @@ impl candle_core::CustomOp2 for MaxPoolBackward {
 /// half of the windows, and the baseline's four lanes leave most of the vector unused).
 const WINDOWS: usize = 16;
 
-/// A kernel over one row of 2 x 2 windows, run by [`Row`]: `span::<L>(i0)` does
-/// windows `i0..i0 + L` in a loop of fixed length; `short` does a row of fewer than
-/// [`WINDOWS`] windows.
+/// A kernel over one row of 2 x 2 windows, run by [`Row`]: `span(i0)` does windows
+/// `i0..i0 + WINDOWS` in a loop of fixed length; `short` does a row of fewer.
 trait Span {
     fn windows(&self) -> usize;
-    fn span<const L: usize>(&mut self, i0: usize);
+    fn span(&mut self, i0: usize);
     fn short(&mut self);
 }
 
@@ -236,7 +235,7 @@ impl<K: Span> pulp::WithSimd for Row<K> {
             return kernel.short();
         }
         for i0 in (0..n).step_by(WINDOWS) {
-            kernel.span::<WINDOWS>(i0.min(n - WINDOWS));
+            kernel.span(i0.min(n - WINDOWS));
         }
     }
 }
@@ -289,12 +288,12 @@ impl Span for Max2<'_> {
     }
 
     #[inline(always)]
-    fn span<const L: usize>(&mut self, i0: usize) {
+    fn span(&mut self, i0: usize) {
         let (a, b) = (
-            &self.top[2 * i0..][..2 * L],
-            &self.bottom[2 * i0..][..2 * L],
+            &self.top[2 * i0..][..2 * WINDOWS],
+            &self.bottom[2 * i0..][..2 * WINDOWS],
         );
-        for (i, y) in self.y[i0..][..L].iter_mut().enumerate() {
+        for (i, y) in self.y[i0..][..WINDOWS].iter_mut().enumerate() {
             let (a0, a1, b0, b1) = (a[2 * i], a[2 * i + 1], b[2 * i], b[2 * i + 1]);
             *y = max_nan(max_nan(a0, a1), max_nan(b0, b1));
         }
@@ -313,7 +312,7 @@ impl Span for Max2<'_> {
             bottom: &bottom,
             y: &mut y,
         }
-        .span::<WINDOWS>(0);
+        .span(0);
         self.y.copy_from_slice(&y[..n]);
     }
 }
@@ -333,13 +332,13 @@ impl Span for Winners2<'_> {
     }
 
     #[inline(always)]
-    fn span<const L: usize>(&mut self, i0: usize) {
+    fn span(&mut self, i0: usize) {
         let (a, b) = (
-            &self.top[2 * i0..][..2 * L],
-            &self.bottom[2 * i0..][..2 * L],
+            &self.top[2 * i0..][..2 * WINDOWS],
+            &self.bottom[2 * i0..][..2 * WINDOWS],
         );
-        let (y, won) = (&mut self.y[i0..][..L], &mut self.won[i0..][..L]);
-        for i in 0..L {
+        let (y, won) = (&mut self.y[i0..][..WINDOWS], &mut self.won[i0..][..WINDOWS]);
+        for i in 0..WINDOWS {
             let (a0, a1, b0, b1) = (a[2 * i], a[2 * i + 1], b[2 * i], b[2 * i + 1]);
             y[i] = max_nan(max_nan(a0, a1), max_nan(b0, b1));
             won[i] = winner([a0, a1, b0, b1]);
@@ -360,7 +359,7 @@ impl Span for Winners2<'_> {
             y: &mut y,
             won: &mut won,
         };
-        group.span::<WINDOWS>(0);
+        group.span(0);
         self.y.copy_from_slice(&y[..n]);
         self.won.copy_from_slice(&won[..n]);
     }
@@ -382,15 +381,15 @@ impl Span for Windows2<'_> {
     }
 
     #[inline(always)]
-    fn span<const L: usize>(&mut self, i0: usize) {
+    fn span(&mut self, i0: usize) {
         let (a, b) = (
-            &self.top[2 * i0..][..2 * L],
-            &self.bottom[2 * i0..][..2 * L],
+            &self.top[2 * i0..][..2 * WINDOWS],
+            &self.bottom[2 * i0..][..2 * WINDOWS],
         );
-        let g = &self.g[i0..][..L];
-        let top = &mut self.gtop[2 * i0..][..2 * L];
-        let bottom = &mut self.gbottom[2 * i0..][..2 * L];
-        for i in 0..L {
+        let g = &self.g[i0..][..WINDOWS];
+        let top = &mut self.gtop[2 * i0..][..2 * WINDOWS];
+        let bottom = &mut self.gbottom[2 * i0..][..2 * WINDOWS];
+        for i in 0..WINDOWS {
             let won = winner([a[2 * i], a[2 * i + 1], b[2 * i], b[2 * i + 1]]);
             let [t0, t1, b0, b1] = spread(g[i], won);
             (top[2 * i], top[2 * i + 1]) = (t0, t1);
@@ -414,7 +413,7 @@ impl Span for Windows2<'_> {
             gtop: &mut top,
             gbottom: &mut bottom,
         };
-        group.span::<WINDOWS>(0);
+        group.span(0);
         self.gtop.copy_from_slice(&top[..2 * n]);
         self.gbottom.copy_from_slice(&bottom[..2 * n]);
     }

@@ -104,9 +104,7 @@ impl Separable {
             );
         }
     }
-}
 
-impl Separable {
     /// [`Separable::depthwise`] that keeps every padded input plane of the image, in
     /// `pads`, for the kernel's gradient to read again; returns their row width and
     /// length.
@@ -162,9 +160,10 @@ impl CustomOp3 for Separable {
                     self.depthwise(&x[i * c * hw..][..c * hw], dw, g, mid, pad);
                     let mid = (mid.as_slice(), ohw, 1);
                     matmul((g.o, ohw, c), (y, ohw, 1), (pwb, c + 1, 1), mid, false);
-                    // The bias after the product: the same sums as a product added onto
-                    // the bias (the product's depth, c, is one block of gemm's, which
-                    // adds a block's sum to what the output held), one pass fewer.
+                    // The bias after the product, one pass fewer than a product added
+                    // onto the bias and the same sums to the bit: gemm adds a block's
+                    // sum to what the output held, and a depth (c) of up to 512 is
+                    // one block.
                     widest(|| {
                         for (t, plane) in y.chunks_exact_mut(ohw).enumerate() {
                             let b = pwb[t * (c + 1) + c];
