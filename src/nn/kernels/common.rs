@@ -330,8 +330,8 @@ impl PlaneSum {
         let chunks = lanes[lead..].chunks_exact(16);
         let tail = chunks.remainder();
         for chunk in chunks {
-            for l in 0..16 {
-                self.acc[l] += chunk[l];
+            for (a, &v) in self.acc.iter_mut().zip(chunk) {
+                *a += v;
             }
         }
         for (l, &v) in tail.iter().enumerate() {

@@ -401,7 +401,7 @@ impl BandGradient<'_> {
         // Every load below lies inside these bounds, checked once here rather than at
         // each load: an input strip reaches column `x + lanes - 1 + k - 1` of a row
         // `width` wide, a gradient strip channel `T - 1` of its packed row.
-        assert!(T <= BLOCK && J <= k && LANES % lanes == 0 && wide % LANES == 0);
+        assert!(T <= BLOCK && J <= k && LANES.is_multiple_of(lanes) && wide.is_multiple_of(LANES));
         assert!(width >= wide + k - 1 && plane_len >= (rows + k - 1) * width);
         assert!(self.pad.len() >= g.c * plane_len && self.dy.len() >= BLOCK * rows * wide);
         let (pad, dy) = (self.pad.as_ptr(), self.dy.as_ptr());
