@@ -248,6 +248,27 @@ fn padded<T: Copy + Default, const L: usize>(values: &[T]) -> [T; L] {
     group
 }
 
+/// A short row's pair of input rows, zero-padded to a group's.
+#[inline(always)]
+fn padded_rows(top: &[f32], bottom: &[f32]) -> ([f32; 2 * WINDOWS], [f32; 2 * WINDOWS]) {
+    (padded(top), padded(bottom))
+}
+
+/// The input values of windows `i0..i0 + WINDOWS`: the two rows' stretches under them.
+#[inline(always)]
+fn group<'a>(top: &'a [f32], bottom: &'a [f32], i0: usize) -> (&'a [f32], &'a [f32]) {
+    (
+        &top[2 * i0..][..2 * WINDOWS],
+        &bottom[2 * i0..][..2 * WINDOWS],
+    )
+}
+
+/// Window `i` of a [`group`]: its four values in [`winner`]'s order.
+#[inline(always)]
+fn quad((a, b): (&[f32], &[f32]), i: usize) -> [f32; 4] {
+    [a[2 * i], a[2 * i + 1], b[2 * i], b[2 * i + 1]]
+}
+
 /// Which value of a window is its first maximum (0 top left, 1 top right, 2 bottom left,
 /// 3 bottom right), as the scalar loop's strict `>` in that order finds it, starting from
 /// the first value: whether each value beat the best of those before it; the last that
@@ -289,12 +310,9 @@ impl Span for Max2<'_> {
 
     #[inline(always)]
     fn span(&mut self, i0: usize) {
-        let (a, b) = (
-            &self.top[2 * i0..][..2 * WINDOWS],
-            &self.bottom[2 * i0..][..2 * WINDOWS],
-        );
+        let rows = group(self.top, self.bottom, i0);
         for (i, y) in self.y[i0..][..WINDOWS].iter_mut().enumerate() {
-            let (a0, a1, b0, b1) = (a[2 * i], a[2 * i + 1], b[2 * i], b[2 * i + 1]);
+            let [a0, a1, b0, b1] = quad(rows, i);
             *y = max_nan(max_nan(a0, a1), max_nan(b0, b1));
         }
     }
@@ -302,10 +320,7 @@ impl Span for Max2<'_> {
     #[inline(always)]
     fn short(&mut self) {
         let n = self.y.len();
-        let (top, bottom) = (
-            padded::<_, { 2 * WINDOWS }>(self.top),
-            padded::<_, { 2 * WINDOWS }>(self.bottom),
-        );
+        let (top, bottom) = padded_rows(self.top, self.bottom);
         let mut y = [0f32; WINDOWS];
         Max2 {
             top: &top,
@@ -333,13 +348,10 @@ impl Span for Winners2<'_> {
 
     #[inline(always)]
     fn span(&mut self, i0: usize) {
-        let (a, b) = (
-            &self.top[2 * i0..][..2 * WINDOWS],
-            &self.bottom[2 * i0..][..2 * WINDOWS],
-        );
+        let rows = group(self.top, self.bottom, i0);
         let (y, won) = (&mut self.y[i0..][..WINDOWS], &mut self.won[i0..][..WINDOWS]);
         for i in 0..WINDOWS {
-            let (a0, a1, b0, b1) = (a[2 * i], a[2 * i + 1], b[2 * i], b[2 * i + 1]);
+            let [a0, a1, b0, b1] = quad(rows, i);
             y[i] = max_nan(max_nan(a0, a1), max_nan(b0, b1));
             won[i] = winner([a0, a1, b0, b1]);
         }
@@ -348,10 +360,7 @@ impl Span for Winners2<'_> {
     #[inline(always)]
     fn short(&mut self) {
         let n = self.y.len();
-        let (top, bottom) = (
-            padded::<_, { 2 * WINDOWS }>(self.top),
-            padded::<_, { 2 * WINDOWS }>(self.bottom),
-        );
+        let (top, bottom) = padded_rows(self.top, self.bottom);
         let (mut y, mut won) = ([0f32; WINDOWS], [0u8; WINDOWS]);
         let mut group = Winners2 {
             top: &top,
@@ -382,16 +391,12 @@ impl Span for Windows2<'_> {
 
     #[inline(always)]
     fn span(&mut self, i0: usize) {
-        let (a, b) = (
-            &self.top[2 * i0..][..2 * WINDOWS],
-            &self.bottom[2 * i0..][..2 * WINDOWS],
-        );
+        let rows = group(self.top, self.bottom, i0);
         let g = &self.g[i0..][..WINDOWS];
         let top = &mut self.gtop[2 * i0..][..2 * WINDOWS];
         let bottom = &mut self.gbottom[2 * i0..][..2 * WINDOWS];
         for i in 0..WINDOWS {
-            let won = winner([a[2 * i], a[2 * i + 1], b[2 * i], b[2 * i + 1]]);
-            let [t0, t1, b0, b1] = spread(g[i], won);
+            let [t0, t1, b0, b1] = spread(g[i], winner(quad(rows, i)));
             (top[2 * i], top[2 * i + 1]) = (t0, t1);
             (bottom[2 * i], bottom[2 * i + 1]) = (b0, b1);
         }
@@ -400,10 +405,7 @@ impl Span for Windows2<'_> {
     #[inline(always)]
     fn short(&mut self) {
         let n = self.g.len();
-        let (a, b) = (
-            padded::<_, { 2 * WINDOWS }>(self.top),
-            padded::<_, { 2 * WINDOWS }>(self.bottom),
-        );
+        let (a, b) = padded_rows(self.top, self.bottom);
         let g = padded::<_, WINDOWS>(self.g);
         let (mut top, mut bottom) = ([0f32; 2 * WINDOWS], [0f32; 2 * WINDOWS]);
         let mut group = Windows2 {
