@@ -79,53 +79,26 @@ impl Separable {
         })
     }
 
-    /// One image's depthwise output, `(C, ho * wo)`, into `mid`.
+    /// One image's depthwise output, `(C, ho * wo)`, into `mid`, each input plane padded
+    /// into `pads` first: all of them kept side by side if `keep` (the backward pass
+    /// reads them again for the kernel's gradient), else one buffer reused plane after
+    /// plane. Returns the padded planes' row width and length.
     fn depthwise(
         &self,
         image: &[f32],
         dw: &[f32],
         g: Geometry,
-        mid: &mut Vec<f32>,
-        pad: &mut Vec<f32>,
-    ) {
-        let (hw, ohw, kk) = (g.input.0 * g.input.1, g.output.0 * g.output.1, g.k * g.k);
-        mid.resize(g.c * ohw, 0.0);
-        for (ch, plane) in mid.chunks_exact_mut(ohw).enumerate() {
-            let src = &image[ch * hw..][..hw];
-            let kernel = &dw[ch * kk..][..kk];
-            correlate(
-                src,
-                g.input,
-                kernel,
-                g.k,
-                self.padding as isize,
-                (plane, g.output),
-                pad,
-            );
-        }
-    }
-
-    /// [`Separable::depthwise`] that keeps every padded input plane of the image, in
-    /// `pads`, for the kernel's gradient to read again; returns their row width and
-    /// length.
-    fn depthwise_keeping_pads(
-        &self,
-        image: &[f32],
-        dw: &[f32],
-        g: Geometry,
-        mid: &mut Vec<f32>,
-        pads: &mut Vec<f32>,
+        (mid, pads): (&mut Vec<f32>, &mut Vec<f32>),
+        keep: bool,
     ) -> (usize, usize) {
         let (hw, ohw, kk) = (g.input.0 * g.input.1, g.output.0 * g.output.1, g.k * g.k);
         let width = padded_width(g.output.1, g.k);
         let plane_len = (g.output.0 + g.k - 1) * width;
         let q = self.padding as isize;
         mid.resize(g.c * ohw, 0.0);
-        pads.resize(g.c * plane_len, 0.0);
-        let planes = mid
-            .chunks_exact_mut(ohw)
-            .zip(pads.chunks_exact_mut(plane_len));
-        for (ch, (plane, pad)) in planes.enumerate() {
+        pads.resize(if keep { g.c } else { 1 } * plane_len, 0.0);
+        for (ch, plane) in mid.chunks_exact_mut(ohw).enumerate() {
+            let pad = &mut pads[if keep { ch * plane_len } else { 0 }..][..plane_len];
             pad_plane(pad, width, &image[ch * hw..][..hw], g.input, (q, q));
             let kernel = (&dw[ch * kk..][..kk], g.k);
             f32::correlate_strips(pad, width, kernel, (plane, g.output));
@@ -157,7 +130,7 @@ impl CustomOp3 for Separable {
             .for_each(|(i, y)| {
                 SCRATCH.with_borrow_mut(|s| {
                     let (mid, pad) = (&mut s.mid, &mut s.pad);
-                    self.depthwise(&x[i * c * hw..][..c * hw], dw, g, mid, pad);
+                    self.depthwise(&x[i * c * hw..][..c * hw], dw, g, (mid, pad), false);
                     let mid = (mid.as_slice(), ohw, 1);
                     matmul((g.o, ohw, c), (y, ohw, 1), (pwb, c + 1, 1), mid, false);
                     // The bias after the product, one pass fewer than a product added
@@ -217,8 +190,7 @@ impl CustomOp3 for Separable {
         let per_image = |i: usize, gx: Option<&mut [f32]>, s: &mut Scratch| {
             let image = &xv[i * c * hw..][..c * hw];
             // The padded planes stay for the depthwise kernel's gradient below.
-            let (width, plane_len) =
-                self.depthwise_keeping_pads(image, dwv, g, &mut s.mid, &mut s.pads);
+            let (width, plane_len) = self.depthwise(image, dwv, g, (&mut s.mid, &mut s.pads), true);
             // Through the ReLU: the gradient passes where the output is positive.
             let dyi = &dy[i * o * ohw..][..o * ohw];
             match self.relu {
