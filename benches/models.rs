@@ -59,8 +59,16 @@ fn vgg_layers() -> cxr::Result<()> {
         (512, 512, 28),
         (512, 512, 14),
     ];
+    // SHAPE=512-512-14 times that one shape alone (for a profiler).
+    let only = std::env::var("SHAPE").ok();
     let mut total = 0.0;
     for (c, o, size) in shapes {
+        if only
+            .as_ref()
+            .is_some_and(|s| *s != format!("{c}-{o}-{size}"))
+        {
+            continue;
+        }
         let x = Tensor::rand(0f32, 1f32, (1, c, size, size), &Device::Cpu)?;
         let w = Tensor::rand(-0.1f32, 0.1f32, (o, c, 3, 3), &Device::Cpu)?;
         let b = Tensor::rand(-0.1f32, 0.1f32, o, &Device::Cpu)?;

@@ -167,6 +167,14 @@ fn banded_convolution_with_bias_matches_candle() {
         (2, 64, 5, 41, 30, 3, 1),
         (1, 64, 3, 70, 17, 3, 0),
         (3, 80, 4, 33, 29, 3, 1),
+        // Many input channels: on AVX-512 the wide direct convolution (im2col with
+        // CXR_SIMD=avx2): output channels in a whole block of eight and a part block,
+        // input channels in chunks of 64 and a part chunk, a 14 x 14 plane whose padded
+        // rows run into one another, and 256 channels 30 wide in bands of 30 rows.
+        (2, 64, 12, 14, 14, 3, 1),
+        (1, 130, 9, 11, 7, 3, 1),
+        (1, 256, 9, 70, 30, 3, 1),
+        (2, 64, 8, 5, 9, 3, 0),
         // Few input channels: the direct convolution and its gradients, in several
         // bands of rows (16 channels 40 wide make bands of 79 and 41 rows).
         (2, 16, 16, 100, 40, 3, 1),

@@ -223,6 +223,21 @@ pub(super) fn widest<R>(f: impl FnOnce() -> R) -> R {
     arch().dispatch(Run(f))
 }
 
+/// The `f32` lanes of the widest vectors [`arch`] runs on: 16 with AVX-512, 8 with
+/// AVX2, 4 or 1 below.
+pub(super) fn widest_lanes() -> usize {
+    struct Lanes;
+    impl pulp::WithSimd for Lanes {
+        type Output = usize;
+
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _simd: S) -> usize {
+            S::F32_LANES
+        }
+    }
+    arch().dispatch(Lanes)
+}
+
 thread_local! {
     static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
@@ -238,6 +253,31 @@ pub(super) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
     }
     let result = f(&mut buffer[..len]);
     SCRATCH.set(buffer);
+    result
+}
+
+/// Runs `f` on `len` values of a buffer kept between calls, shared by the threads that
+/// `f` starts (the scratch of [`with_scratch`] is each thread's own), whose contents are
+/// left from earlier calls: for a padded copy of a layer's whole input, which `f`
+/// writes before its jobs read it. A fresh buffer of that size would cost a page fault
+/// for every 4 KiB of it, each time (the kernel clears every page it hands out: two
+/// thirds of a VGG16 layer's time). A concurrent call gets a buffer of its own.
+pub(super) fn with_shared_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    static SHARED: std::sync::Mutex<Vec<f32>> = std::sync::Mutex::new(Vec::new());
+    let lock = || {
+        SHARED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let mut buffer = std::mem::take(&mut *lock());
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    let result = f(&mut buffer[..len]);
+    let mut kept = lock();
+    if kept.len() < buffer.len() {
+        *kept = buffer;
+    }
     result
 }
 

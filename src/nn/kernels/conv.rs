@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::common::*;
 use super::direct::{self, Direct, direct, direct_kernel_gradient};
+use super::wide::{self, wide};
 
 /// A full 2-D convolution, stride 1, `padding` on each side, no groups, as
 /// `x.conv2d(w, padding, 1, 1, 1)`, with the input gradient computed as a convolution
@@ -325,6 +326,20 @@ impl ConvShape {
         })
     }
 
+    /// This convolution as a [`wide`] one, where that suits its input channels.
+    fn wide(&self) -> Option<Direct> {
+        let d = Direct {
+            n: self.n,
+            c: self.c,
+            o: self.o,
+            k: self.g.k,
+            q: self.g.p as isize,
+            input: (self.g.h, self.g.w),
+            output: (self.g.ho, self.g.wo),
+        };
+        (!self.pointwise() && wide::suits(self.c)).then_some(d)
+    }
+
     /// The convolution that carries the output gradient back to the input as a
     /// [`direct`] one (the kernel turned, its window shifted by `k - 1 - p`), where that
     /// suits the output channels; any padding.
@@ -387,6 +402,10 @@ impl CustomOp3 for Im2colConv {
         let shape = Shape::from((s.n, o, g.ho, g.wo));
         if let Some(d) = s.direct() {
             let out = direct(input, None, kernel, Some(bias), d, relu)?;
+            return Ok((CpuStorage::F32(out), shape));
+        }
+        if let Some(d) = s.wide() {
+            let out = wide(input, kernel, bias, d, relu)?;
             return Ok((CpuStorage::F32(out), shape));
         }
         let (hw, chw) = (g.ho * g.wo, s.c * g.h * g.w);

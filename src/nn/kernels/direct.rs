@@ -9,7 +9,7 @@ use super::common::*;
 
 /// Output channels computed together: eight vector accumulators, which stay in
 /// registers on AVX2 (16 of them) and AVX-512 (32) beside the input and the weights.
-const BLOCK: usize = 8;
+pub(super) const BLOCK: usize = 8;
 
 /// Output rows padded and computed at a time: a band of input rows that stays in cache.
 const BAND_BYTES: usize = 256 << 10;

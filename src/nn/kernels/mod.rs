@@ -1,6 +1,7 @@
 //! Fast CPU paths for what the course trains through, where candle 0.11 is slow:
-//! convolutions (im2col and the `gemm` crate's matrix products, in cache-sized bands run
-//! in parallel, with the bias and an optional ReLU fused in; candle runs a depthwise
+//! convolutions (direct ones for few input channels and, with AVX-512, for many; im2col
+//! and the `gemm` crate's matrix products otherwise, in cache-sized bands run in
+//! parallel; the bias and an optional ReLU fused in; candle runs a depthwise
 //! convolution as one convolution per channel and the input gradient of a full one as a
 //! scalar loop nest), ReLU, max-pool and batch normalisation (one parallel pass each
 //! way, where candle chains single-threaded ops or, in inference mode, two passes).
@@ -24,6 +25,7 @@ mod direct;
 mod max_pool;
 mod relu;
 mod separable;
+mod wide;
 
 pub use adam::{AdamStep, adam_update};
 pub use batch_norm::{batch_norm_train, channel_affine};
