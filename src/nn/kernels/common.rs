@@ -259,9 +259,9 @@ pub(super) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
 /// Runs `f` on `len` values of a buffer kept between calls, shared by the threads that
 /// `f` starts (the scratch of [`with_scratch`] is each thread's own), whose contents are
 /// left from earlier calls: for a padded copy of a layer's whole input, which `f`
-/// writes before its jobs read it. A fresh buffer of that size would cost a page fault
-/// for every 4 KiB of it, each time (the kernel clears every page it hands out: two
-/// thirds of a VGG16 layer's time). A concurrent call gets a buffer of its own.
+/// writes before its jobs read it. Under the system allocator a fresh buffer of that size
+/// (13 MB for VGG16's second layer) is faulted in and cleared page by page on every call
+/// (see `crate::alloc`). A concurrent call gets a buffer of its own.
 pub(super) fn with_shared_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     static SHARED: std::sync::Mutex<Vec<f32>> = std::sync::Mutex::new(Vec::new());
     let lock = || {
