@@ -118,8 +118,13 @@ fn main() -> cxr::Result<()> {
     if std::env::var("ONLY").is_ok_and(|m| m == "vgg-layers") {
         return vgg_layers();
     }
-    // ONLY=cnn skips VGG16 (for profiling the tutorial CNN alone).
+    // ONLY=cnn skips VGG16, ONLY=vgg16 runs its batch 1 alone (for a profiler).
     let only_cnn = std::env::var("ONLY").is_ok_and(|m| m == "cnn");
+    if std::env::var("ONLY").is_ok_and(|m| m == "vgg16") {
+        let vgg16 = vgg(VggConfig::vgg16())?;
+        time("VGG16 224x224", "vgg16-b1", &vgg16, (1, 3, 224, 224), 30)?;
+        return Ok(());
+    }
     if !only_cnn {
         let vgg16 = vgg(VggConfig::vgg16())?;
         time("VGG16 224x224", "vgg16-b1", &vgg16, (1, 3, 224, 224), 5)?;
