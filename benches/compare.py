@@ -256,10 +256,12 @@ def main():
     # Each comparison: cxr's command, then its peers'.
     comparisons = [
         [["cargo", "bench", "--bench", "fp32_peak"]],
+        # Eight training steps on every side, after two warm-up steps: a step of any of
+        # them now and then takes twice its usual time on a shared VM.
         [
-            ["cargo", "bench", "--bench", "train_step"],
-            [python, "benches/pytorch_train_step.py"],
-            [python, "benches/keras_train_step.py"],
+            (["cargo", "bench", "--bench", "train_step"], {"STEPS": "8"}, False),
+            ([python, "benches/pytorch_train_step.py"], {"STEPS": "8"}, False),
+            ([python, "benches/keras_train_step.py"], {"STEPS": "8"}, False),
         ],
         [
             ["cargo", "bench", "--bench", "models"],

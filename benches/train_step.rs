@@ -61,6 +61,10 @@ fn main() -> cxr::Result<()> {
             (t3 - t2).as_secs_f64(),
         ))
     };
+    // Two warm-up steps, as the Keras peer takes. A step's backward pass takes 0.14-0.16 s
+    // on the 2-core AVX-512 machine, but one in five or so takes 0.22-0.55 s (within a
+    // run, and so in the first step timed): compare.py times eight steps on every side.
+    step(&mut adam)?;
     step(&mut adam)?;
     let (mut forward, mut backward, mut update) = (0.0, 0.0, 0.0);
     let start = Instant::now();
