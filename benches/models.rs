@@ -118,11 +118,13 @@ fn main() -> cxr::Result<()> {
     if std::env::var("ONLY").is_ok_and(|m| m == "vgg-layers") {
         return vgg_layers();
     }
-    // ONLY=cnn skips VGG16, ONLY=vgg16 runs its batch 1 alone (for a profiler).
+    // ONLY=cnn skips VGG16; ONLY=vgg16 runs it alone at batch BATCH (1), for a profiler.
     let only_cnn = std::env::var("ONLY").is_ok_and(|m| m == "cnn");
     if std::env::var("ONLY").is_ok_and(|m| m == "vgg16") {
         let vgg16 = vgg(VggConfig::vgg16())?;
-        time("VGG16 224x224", "vgg16-b1", &vgg16, (1, 3, 224, 224), 30)?;
+        let batch = std::env::var("BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(1);
+        let key = format!("vgg16-b{batch}");
+        time("VGG16 224x224", &key, &vgg16, (batch, 3, 224, 224), 240 / batch.max(1))?;
         return Ok(());
     }
     if !only_cnn {
