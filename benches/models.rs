@@ -122,9 +122,18 @@ fn main() -> cxr::Result<()> {
     let only_cnn = std::env::var("ONLY").is_ok_and(|m| m == "cnn");
     if std::env::var("ONLY").is_ok_and(|m| m == "vgg16") {
         let vgg16 = vgg(VggConfig::vgg16())?;
-        let batch = std::env::var("BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(1);
+        let batch = std::env::var("BATCH")
+            .ok()
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(1);
         let key = format!("vgg16-b{batch}");
-        time("VGG16 224x224", &key, &vgg16, (batch, 3, 224, 224), 240 / batch.max(1))?;
+        time(
+            "VGG16 224x224",
+            &key,
+            &vgg16,
+            (batch, 3, 224, 224),
+            240 / batch.max(1),
+        )?;
         return Ok(());
     }
     if !only_cnn {

@@ -315,20 +315,17 @@ impl ConvShape {
 
     /// This convolution as a [`direct`] one, where that suits its input channels.
     fn direct(&self) -> Option<Direct> {
-        (!self.pointwise() && direct::suits(self.c, self.g.k)).then_some(Direct {
-            n: self.n,
-            c: self.c,
-            o: self.o,
-            k: self.g.k,
-            q: self.g.p as isize,
-            input: (self.g.h, self.g.w),
-            output: (self.g.ho, self.g.wo),
-        })
+        (!self.pointwise() && direct::suits(self.c, self.g.k)).then(|| self.geometry())
     }
 
     /// This convolution as a [`wide`] one, where that suits its input channels.
     fn wide(&self) -> Option<Direct> {
-        let d = Direct {
+        (!self.pointwise() && wide::suits(self.c)).then(|| self.geometry())
+    }
+
+    /// The geometry of [`direct`] and [`wide`].
+    fn geometry(&self) -> Direct {
+        Direct {
             n: self.n,
             c: self.c,
             o: self.o,
@@ -336,8 +333,7 @@ impl ConvShape {
             q: self.g.p as isize,
             input: (self.g.h, self.g.w),
             output: (self.g.ho, self.g.wo),
-        };
-        (!self.pointwise() && wide::suits(self.c)).then_some(d)
+        }
     }
 
     /// The convolution that carries the output gradient back to the input as a
