@@ -175,6 +175,9 @@ fn banded_convolution_with_bias_matches_candle() {
         (1, 130, 9, 11, 7, 3, 1),
         (1, 256, 9, 70, 30, 3, 1),
         (2, 64, 8, 5, 9, 3, 0),
+        // ... and other kernel sizes: 5 x 5 (its loops not unrolled), 1 x 1 padded.
+        (1, 70, 10, 12, 9, 5, 2),
+        (1, 64, 3, 6, 7, 1, 1),
         // Few input channels: the direct convolution and its gradients, in several
         // bands of rows (16 channels 40 wide make bands of 79 and 41 rows).
         (2, 16, 16, 100, 40, 3, 1),
