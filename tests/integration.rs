@@ -25,6 +25,7 @@ mod metrics_linfa;
 mod metrics_sklearn_parity;
 mod module_graph;
 mod nn_gradients;
+mod nn_inference;
 mod nn_keras_parity;
 mod nn_kernels;
 mod nn_pytorch_parity;

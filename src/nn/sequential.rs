@@ -468,15 +468,56 @@ impl ModuleT for Sequential {
     fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         self.check_input(xs)?;
         let frozen = if train { self.frozen_prefix() } else { 0 };
+        // Predicting (no training, no gradient wanted for the input): a batch norm
+        // followed by a max-pool may run after the pool, on a quarter of the values.
+        let predicting = !train && !xs.track_op() && xs.device().is_cpu();
         let mut x = xs.clone();
-        for (i, e) in self.entries.iter().enumerate() {
+        let mut i = 0;
+        while let Some(e) = self.entries.get(i) {
+            if predicting
+                && let Some(pool) = self.entries.get(i + 1)
+                && self.norm_commutes_with_pool(e, pool)?
+            {
+                x = e.forward(&pool.forward(&x, false)?, false)?;
+                i += 2;
+                continue;
+            }
             x = e.forward(&x, train)?;
+            i += 1;
             // Nothing before here is trained: the backward pass can stop.
-            if i + 1 == frozen {
+            if i == frozen {
                 x = x.detach();
             }
         }
         Ok(x)
+    }
+}
+
+impl Sequential {
+    /// Whether `norm`, in inference mode, then `pool` gives the same values to the bit
+    /// as `pool` then `norm`: a batch norm before a max-pool whose per-channel map
+    /// `scale * x + shift` never decreases as `x` grows, rounding included. Then the
+    /// window's largest input gives its largest output, and a NaN (which the pool
+    /// passes on) stays one. The norm itself answers, on a probe of 0 and +inf per
+    /// channel: a finite image of 0 means a finite scale and shift, and +inf staying
+    /// +inf a positive scale.
+    fn norm_commutes_with_pool(&self, norm: &Entry, pool: &Entry) -> candle_core::Result<bool> {
+        if norm.kind != "BatchNormalization" || pool.kind != "MaxPooling2D" {
+            return Ok(false);
+        }
+        let Some(&channels) = norm.output_shape.first() else {
+            return Ok(false);
+        };
+        let probe = [0f32, f32::INFINITY].repeat(channels);
+        let probe = Tensor::from_vec(probe, (1, channels, 1, 2), &self.device)?;
+        let mapped = norm.forward(&probe.to_dtype(self.dtype)?, false)?;
+        let mapped = mapped
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        Ok(mapped
+            .chunks_exact(2)
+            .all(|m| m[0].is_finite() && m[1] == f32::INFINITY))
     }
 }
 
