@@ -579,3 +579,39 @@ pub fn layer_seed(seed: u64, layer: usize) -> u64 {
     seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
         .wrapping_add(layer as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Tensor;
+
+    use crate::nn::{XrayCnnConfig, xray_cnn};
+
+    /// The pairs that predicting reorders: each of the tutorial CNN's four batch norms
+    /// before a max-pool while its scales are positive, not the one whose gamma turns
+    /// negative, and none of the three before a dropout (tests/nn_inference.rs checks
+    /// the predictions are the same to the bit).
+    #[test]
+    fn batch_norm_goes_after_the_pool_only_with_positive_scales() {
+        let model = xray_cnn(XrayCnnConfig::default()).unwrap();
+        let pairs = |model: &super::Sequential| -> Vec<bool> {
+            let entries = &model.entries;
+            let norms = entries.iter().zip(&entries[1..]);
+            let norms = norms.filter(|(e, _)| e.kind == "BatchNormalization");
+            norms
+                .map(|(e, p)| model.norm_commutes_with_pool(e, p).unwrap())
+                .collect()
+        };
+        assert_eq!(pairs(&model), [true, true, true, true, false, false, false]);
+        let vars = model.weights().data().lock().unwrap();
+        let gamma = &vars["block2_bn.weight"];
+        let mut values = gamma.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        values[3] = -0.5;
+        let negative = Tensor::from_vec(values, gamma.shape(), gamma.device()).unwrap();
+        gamma.set(&negative).unwrap();
+        drop(vars);
+        assert_eq!(
+            pairs(&model),
+            [true, false, true, true, false, false, false]
+        );
+    }
+}

@@ -78,16 +78,16 @@ pub(super) fn wide(
                 .map(|plane| plane.chunks_mut((band * cols).max(1)))
                 .collect();
             let mut jobs = Vec::new();
-            for first in (0..rows).step_by(band) {
+            for first_row in (0..rows).step_by(band) {
                 let mut band_rows = planes.iter_mut().filter_map(Iterator::next);
                 for b in 0..g.o.div_ceil(BLOCK) {
                     let block: Vec<&mut [f32]> = band_rows.by_ref().take(BLOCK).collect();
-                    jobs.push((first, b, block));
+                    jobs.push((first_row, b, block));
                 }
             }
             let pad = &*padded;
-            jobs.into_par_iter().for_each(|(first, b, mut out)| {
-                let lines = band.min(rows - first);
+            jobs.into_par_iter().for_each(|(first_row, b, mut out)| {
+                let lines = band.min(rows - first_row);
                 // The sums so far of the band's strips, between chunks of channels.
                 let partial = (lines * width + SLACK) * BLOCK;
                 with_scratch(partial, |partial| {
@@ -97,7 +97,7 @@ pub(super) fn wide(
                         stride,
                         width,
                         g,
-                        first,
+                        first_row,
                         lines,
                         weights: &w[b * BLOCK * ckk..][..out.len() * ckk],
                         bias: &bias[b * BLOCK..][..out.len()],
@@ -121,7 +121,8 @@ struct Strips<'a, 'b> {
     stride: usize,
     width: usize,
     g: Direct,
-    first: usize,
+    /// The band's first output row, and how many it has.
+    first_row: usize,
     lines: usize,
     /// The block's channels' weights as they lie, `[t][c][i][j]`: read in place
     /// (a reordered copy of VGG16's 9.4 MB kernels cost a millisecond a layer).
@@ -140,6 +141,7 @@ impl WithSimd for Strips<'_, '_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
+        // VGG's 3 x 3 spelled out, so that its loops over the kernel unroll.
         match self.g.k {
             3 => self.run(simd, 3),
             k => self.run(simd, k),
@@ -160,12 +162,10 @@ impl Strips<'_, '_> {
         // Every load below lies inside these bounds, checked once here: a strip's last
         // value is read at most `step + k - 2` past the band's last padded row's end.
         assert!(step + k <= SLACK && lanes <= 16);
-        assert!(self.first + self.lines + k - 1 <= self.plane_len / width);
+        assert!(self.first_row + self.lines + k - 1 <= self.plane_len / width);
         assert!(self.stride >= self.plane_len && self.pad.len() >= g.c * self.stride + SLACK);
         let channels = self.out.len();
         assert!((1..=BLOCK).contains(&channels) && self.weights.len() == channels * g.c * k * k);
-        let mut first = [0f32; BLOCK];
-        first[..channels].copy_from_slice(self.bias);
         let tile = STRIPS * BLOCK * lanes;
         let partial = std::mem::take(&mut self.partial);
         assert!(partial.len() >= total.div_ceil(step) * tile);
@@ -179,7 +179,6 @@ impl Strips<'_, '_> {
                     f,
                     kept,
                     chunk: chunk.clone(),
-                    first,
                     k,
                 };
                 match (total - f).div_ceil(lanes) {
@@ -196,13 +195,7 @@ impl Strips<'_, '_> {
     /// the last chunk, to the output.
     #[inline(always)]
     fn group<S: Simd, const R: usize>(&mut self, simd: S, group: Group) {
-        let Group {
-            f,
-            kept,
-            chunk,
-            first,
-            k,
-        } = group;
+        let Group { f, kept, chunk, k } = group;
         let (lanes, width, total) = (S::F32_LANES, self.width, self.lines * self.width);
         let zero = simd.splat_f32s(0.0);
         // Each accumulator read and written at a place known when compiling (a loop
@@ -211,12 +204,13 @@ impl Strips<'_, '_> {
         for (r, acc) in acc.iter_mut().enumerate() {
             for (t, acc) in acc.iter_mut().enumerate() {
                 *acc = match chunk.start {
-                    0 => simd.splat_f32s(first[t]),
+                    // Past the block's last channel (sums dropped): 0.
+                    0 => simd.splat_f32s(self.bias.get(t).copied().unwrap_or(0.0)),
                     _ => load::<S>(&kept[(r * BLOCK + t) * lanes..]),
                 };
             }
         }
-        let acc = self.sums(simd, acc, self.first * width + f, chunk.clone(), k);
+        let acc = self.sums(simd, acc, self.first_row * width + f, chunk.clone(), k);
         if chunk.end < self.g.c {
             for (r, acc) in acc.iter().enumerate() {
                 for (t, &a) in acc.iter().enumerate() {
@@ -304,7 +298,6 @@ struct Group<'a> {
     /// The group's sums so far, between chunks.
     kept: &'a mut [f32],
     chunk: Range<usize>,
-    first: [f32; BLOCK],
     k: usize,
 }
 
